@@ -1,0 +1,43 @@
+"""Domain randomizers, imported as ``simgen.randomizers``.
+
+Every randomizer is registered under a versioned name and resolved lazily. Third parties add their
+own through the entry-point group ``simgen.randomizers``.
+"""
+
+from __future__ import annotations
+
+from simgen.randomizers.base import Randomizer, SampleContext, SensorRandomizer
+
+from simgen.registry import Registry
+
+REGISTRY: Registry[Randomizer] = Registry("randomizer", group="simgen.randomizers")
+
+#: Randomizers that every scene runs, in this order, from its spec sections.
+CORE_SCENE = ("scene/fixtures-v1", "objects/count-select-v1", "placement/drop-v1")
+CORE_VIEW = ("camera/look-at-shell-v1", "light/directional-v1")
+
+for _name, _target in {
+    "scene/fixtures-v1": "simgen.randomizers.objects:Fixtures",
+    "objects/count-select-v1": "simgen.randomizers.objects:CountSelect",
+    "placement/drop-v1": "simgen.randomizers.objects:DropPlacement",
+    "appearance/color-v1": "simgen.randomizers.appearance:ObjectColor",
+    "camera/look-at-shell-v1": "simgen.randomizers.view:LookAtShell",
+    "light/directional-v1": "simgen.randomizers.view:DirectionalLight",
+    "appearance/procedural-texture-v1": "simgen.randomizers.textures:ProceduralTexture",
+    "appearance/ground-texture-v1": "simgen.randomizers.textures:GroundTexture",
+    "sensor/gaussian-noise-v1": "simgen.randomizers.sensor:GaussianNoise",
+    "sensor/shot-noise-v1": "simgen.randomizers.sensor:ShotNoise",
+    "sensor/motion-blur-v1": "simgen.randomizers.sensor:MotionBlur",
+    "sensor/defocus-blur-v1": "simgen.randomizers.sensor:DefocusBlur",
+    "sensor/jpeg-v1": "simgen.randomizers.sensor:Jpeg",
+    "sensor/exposure-v1": "simgen.randomizers.sensor:Exposure",
+    "sensor/gamma-v1": "simgen.randomizers.sensor:Gamma",
+    "sensor/white-balance-v1": "simgen.randomizers.sensor:WhiteBalance",
+    "sensor/contrast-v1": "simgen.randomizers.sensor:Contrast",
+    "sensor/vignette-v1": "simgen.randomizers.sensor:Vignette",
+    "sensor/chromatic-aberration-v1": "simgen.randomizers.sensor:ChromaticAberration",
+    "sensor/dead-pixels-v1": "simgen.randomizers.sensor:DeadPixels",
+}.items():
+    REGISTRY.register(_name, _target)
+
+__all__ = ["CORE_SCENE", "CORE_VIEW", "REGISTRY", "Randomizer", "SampleContext", "SensorRandomizer"]

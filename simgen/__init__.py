@@ -1,0 +1,5 @@
+"""simgen: synthetic perception data with exact labels."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

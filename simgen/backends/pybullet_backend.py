@@ -1,0 +1,797 @@
+"""The PyBullet backend: builds a scene state, settles it, and renders views with TinyRenderer or EGL.
+
+One backend owns one PyBullet physics client in DIRECT mode (one per worker process); every call passes
+``physicsClientId``. Measured behaviour of PyBullet 3.2.7 that this module works around (see
+``/work/shared/PLATFORM.md`` and the tests):
+
+* **EGL plugin.** Loaded before any body, then two warm-up frames are rendered right away: the first two
+  frames of a fresh plugin have no shadows. After that, ``resetSimulation``, new bodies, a new light or a
+  new resolution need no further warm-up (measured: the first frame after each is bit-identical to later
+  ones). The plugin prints GL information to C-level stdout on load, on its first frames and on
+  disconnect; those calls run with fd 1 pointed at ``/dev/null``.
+* **EGL reuses mesh geometry across scales.** The plugin caches a mesh's triangles by file name and local
+  transform only, not by scale: a second body with the same mesh at another scale is drawn at the first
+  body's scale, and ``getVisualShapeData`` then reports an empty file name. Each distinct
+  ``(asset, scale)`` of a build therefore loads its files through a distinct spelling of the same path
+  (``dir/./././file``), which defeats the cache without copying anything.
+* **EGL resolution.** The plugin draws into a 1024x768 window and upsamples larger requests by pixel
+  repetition, so EGL renders at most 1024x768 (:attr:`PyBulletBackend.max_resolution`).
+* **EGL lighting.** Only the light direction is used; colour, ambient, diffuse and specular coefficients are
+  ignored and shadows are always on.
+* **TinyRenderer samples pixel corners**, not centres: its images are shifted by half a pixel (+x, -y)
+  relative to the pinhole model. The projection matrix compensates, so both renderers agree with ``K``
+  within 0.1 px.
+* **Frames.** For a URDF, ``getBasePositionAndOrientation`` reports the *inertial* frame of the base link,
+  while ``loadURDF``'s ``basePosition`` and the visual origins refer to the URDF link frame. Every pose
+  simgen sees (``settle`` poses, ``object_poses``) is the URDF link frame (the asset's own frame, as BOP
+  models expect), and 3D boxes are expressed in that frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import math
+import os
+import sys
+import tempfile
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+from simgen.backends.pybullet_camera import (
+    box_corners,
+    depth_to_metres,
+    gl_list,
+    opengl_projection,
+    opengl_view,
+    pose_matrix,
+    project_points,
+)
+from simgen.backends.pybullet_geometry import mesh_vertices, primitive_half_extents, visual_points
+from simgen.errors import AssetError, BackendUnavailable, did_you_mean
+from simgen.frame import FrameBuffers, ObjectInfo
+
+logger = logging.getLogger(__name__)
+
+RENDERERS = ("auto", "egl", "tiny")
+PRIMITIVES = ("box", "sphere", "cylinder", "capsule")
+#: The EGL plugin's fixed window size; larger images are upsampled by pixel repetition.
+EGL_MAX_RESOLUTION = (1024, 768)
+#: Where TinyRenderer samples a pixel relative to its centre, in pixels (x right, y down).
+TINY_SAMPLE_OFFSET = (-0.5, 0.5)
+DEFAULT_PHYSICS = {"max_steps": 1000, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 1.0 / 240.0}
+DEFAULT_OBJ_MASS = 0.1
+#: Steps between two rest checks in :meth:`PyBulletBackend.settle`.
+SETTLE_CHECK_EVERY = 10
+_BODY_MASK = (1 << 24) - 1  # ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX: value = body + ((link + 1) << 24)
+_EGL_WARMUP_FRAMES = 2
+_MAX_PATH_SPELLING = 900  # PyBullet copies file names into 1024-byte buffers
+_IDENTITY_QUAT = (0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class _Body:
+    """One PyBullet body of the built scene and what the backend needs to know about it."""
+
+    body: int
+    uid: str
+    instance_id: int  # 0: ground and fixtures, which are not instances
+    links: tuple[int, ...]
+    com_to_link: tuple[Sequence[float], Sequence[float]] | None  # None when the link frame is the inertial frame
+    alpha_hideable: bool = False  # TinyRenderer: its colours can be set to alpha 0 and restored exactly
+    link_colors: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    info: ObjectInfo | None = None
+    box_exact: bool = True  # the 3D box bounds the rendered geometry (visual meshes/primitives, not getAABB)
+    reach: float = 0.0  # distance from the centre of mass to the farthest corner of the 3D box, metres
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null inside the block (C-level prints included)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # flush C stdio buffers into /dev/null before restoring fd 1
+            ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _disconnect(cid: int, quiet: bool) -> None:
+    """Disconnect a physics client; the EGL plugin prints on the way out, so silence fd 1 for it."""
+    with _quiet_stdout() if quiet else contextlib.nullcontext(), contextlib.suppress(p.error):
+        p.disconnect(physicsClientId=cid)
+
+
+def _mesa_cache_dir() -> str:
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return str(Path(tempfile.gettempdir()) / f"simgen-mesa-shader-cache-{uid}")
+
+
+class PyBulletBackend:
+    """A PyBullet simulator that builds scene states, settles them and renders views (see the module docstring).
+
+    Args:
+        renderer: ``"auto"`` (EGL when its plugin loads, else TinyRenderer), ``"egl"`` (raise if the plugin
+            cannot load) or ``"tiny"``.
+
+    Attributes:
+        name: ``"pybullet"``.
+        renderer: The renderer that actually runs: ``"egl"`` or ``"tiny"``.
+
+    Raises:
+        ValueError: For an unknown renderer name.
+        BackendUnavailable: When PyBullet cannot start, or ``renderer="egl"`` and the plugin does not load.
+
+    Example:
+        >>> with PyBulletBackend(renderer="tiny") as backend:  # doctest: +SKIP
+        ...     backend.build(scene_state)
+        ...     settled = backend.settle()
+        ...     frame = backend.render(view_state, visibility=True)
+    """
+
+    name = "pybullet"
+
+    def __init__(self, renderer: str = "auto") -> None:
+        if renderer not in RENDERERS:
+            raise ValueError(
+                f"renderer: expected one of {RENDERERS}, got '{renderer}'{did_you_mean(renderer, RENDERERS)}"
+            )
+        self._cid = -1
+        self.renderer = "tiny"
+        self._bodies: list[_Body] = []
+        self._objects: list[_Body] = []
+        self._physics: dict[str, Any] = dict(DEFAULT_PHYSICS)
+        self._lut = np.zeros(1, dtype=np.uint16)
+        #: (body, link) -> instance id overrides; empty until link-level instances are supported.
+        self._link_instances: dict[tuple[int, int], int] = {}
+        self._spellings: dict[tuple[str, float], int] = {}
+        self._box_cache: dict[tuple[str, float], tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
+        self._cid = p.connect(p.DIRECT)
+        if self._cid < 0:
+            raise BackendUnavailable("PyBullet could not start a DIRECT physics client")
+        self._finalizer: weakref.finalize | None = None
+        if renderer in ("auto", "egl"):
+            error = self._load_egl()
+            if error is None:
+                self.renderer = "egl"
+            elif renderer == "egl":
+                self.close()
+                raise BackendUnavailable(f"the PyBullet EGL renderer is unavailable: {error}; use renderer='tiny'")
+            else:
+                logger.info("PyBullet EGL renderer unavailable (%s); using TinyRenderer", error)
+        self._pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
+        # Disconnect (quietly) when garbage-collected or at interpreter exit, if close() was never called.
+        self._finalizer = weakref.finalize(self, _disconnect, self._cid, self.renderer == "egl")
+        logger.debug("PyBullet client %d started with the %s renderer", self._cid, self.renderer)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def client_id(self) -> int:
+        """The PyBullet physics client id (for debugging and tests; -1 once closed)."""
+        return self._cid
+
+    @property
+    def max_resolution(self) -> tuple[int, int] | None:
+        """The largest ``(width, height)`` this renderer draws exactly, or None for no limit."""
+        return EGL_MAX_RESOLUTION if self.renderer == "egl" else None
+
+    def _load_egl(self) -> str | None:
+        """Load the EGL plugin into this (still empty) client; return why it failed, or None on success."""
+        spec = importlib.util.find_spec("eglRenderer")
+        if spec is None or not spec.origin:
+            return "pybullet's eglRenderer module is missing"
+        os.environ.setdefault("MESA_SHADER_CACHE_DIR", _mesa_cache_dir())
+        try:
+            with _quiet_stdout():
+                plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=self._cid)
+                if plugin >= 0:
+                    for _ in range(_EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
+                        p.getCameraImage(
+                            8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, flags=p.ER_NO_SEGMENTATION_MASK,
+                            physicsClientId=self._cid,
+                        )
+        except p.error as exc:
+            plugin, reason = -1, str(exc)
+        else:
+            reason = "loadPlugin returned -1 (no EGL device?)"
+        if plugin >= 0:
+            return None
+        # A failed load may leave the client half-configured: start over with a clean one.
+        with contextlib.suppress(p.error):
+            p.disconnect(physicsClientId=self._cid)
+        self._cid = p.connect(p.DIRECT)
+        if self._cid < 0:
+            raise BackendUnavailable("PyBullet could not start a DIRECT physics client")
+        return reason
+
+    def _check_open(self) -> int:
+        if self._cid < 0:
+            raise BackendUnavailable("this PyBullet backend is closed")
+        return self._cid
+
+    def close(self) -> None:
+        """Disconnect the physics client. Safe to call twice."""
+        cid, self._cid = self._cid, -1
+        self._bodies, self._objects = [], []
+        if self._finalizer is not None:
+            self._finalizer()  # runs _disconnect once; later calls do nothing
+        elif cid >= 0:
+            _disconnect(cid, self.renderer == "egl")
+
+    def __enter__(self) -> PyBulletBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ build
+
+    def build(self, scene: dict[str, Any]) -> None:
+        """Reset the world and create the ground, the fixtures and the objects of ``scene``.
+
+        Objects get instance ids 1..N in insertion order; the ground and fixtures are not instances.
+        Each object's 3D box is computed here, once, from its visual geometry at the loaded pose.
+
+        Args:
+            scene: A scene state (see :mod:`simgen.backends.base`), with ``path`` resolved to absolute files.
+
+        Raises:
+            AssetError: An entry has neither a usable ``path`` nor a known ``shape``, or PyBullet cannot load it.
+        """
+        cid = self._check_open()
+        p.resetSimulation(physicsClientId=cid)
+        self._physics = {**DEFAULT_PHYSICS, **{k: v for k, v in (scene.get("physics") or {}).items() if v is not None}}
+        # deterministicOverlappingPairs sorts contact pairs, so a build never depends on the previous one.
+        p.setPhysicsEngineParameter(
+            fixedTimeStep=float(self._physics["timestep"]), deterministicOverlappingPairs=1, physicsClientId=cid
+        )
+        p.setGravity(0.0, 0.0, float(self._physics["gravity"]), physicsClientId=cid)
+        self._bodies, self._objects, self._spellings, self._link_instances = [], [], {}, {}
+
+        ground = scene.get("ground") or {"kind": "plane"}
+        kind = ground.get("kind", "plane")
+        if kind == "plane":
+            path = str(Path(pybullet_data.getDataPath()) / "plane.urdf")
+            body = self._load_urdf(path, (0.0, 0.0, 0.0), _IDENTITY_QUAT, 1.0, fixed=True, where="ground")
+            self._bodies.append(self._finish_body(body, "ground", 0, ground.get("color")))
+        elif kind != "none":
+            hint = did_you_mean(kind, ["plane", "none"])
+            raise AssetError(f"ground.kind: expected 'plane' or 'none', got '{kind}'{hint}")
+
+        for i, entry in enumerate(scene.get("fixtures") or []):
+            where = f"fixtures[{i}]"
+            body, _ = self._create(entry, fixed=True, where=where)
+            self._bodies.append(self._finish_body(body, str(entry.get("uid", where)), 0, entry.get("color")))
+
+        objects = list((scene.get("objects") or {}).items())
+        if len(objects) > np.iinfo(np.uint16).max:
+            raise AssetError(f"objects: at most 65535 objects fit a uint16 instance mask, got {len(objects)}")
+        for instance_id, (uid, entry) in enumerate(objects, start=1):
+            where = f"objects['{uid}']"
+            body, box_key = self._create(entry, fixed=False, where=where)
+            record = self._finish_body(body, uid, instance_id, entry.get("color"))
+            if entry.get("mass") is not None and entry.get("path"):  # primitives and meshes got it at creation
+                p.changeDynamics(body, -1, mass=float(entry["mass"]), physicsClientId=cid)
+            center, size, exact = self._object_box(record, box_key, entry)
+            record.box_exact = exact
+            record.reach = _reach(center, size, p.getDynamicsInfo(body, -1, physicsClientId=cid)[3])
+            record.info = ObjectInfo(
+                instance_id=instance_id,
+                uid=str(uid),
+                category=str(entry.get("category", "")),
+                labeled=bool(entry.get("labeled", True)),
+                bbox3d_center=center,
+                bbox3d_size=size,
+                asset=str(entry.get("asset") or ""),
+            )
+            self._bodies.append(record)
+            self._objects.append(record)
+
+        lut = np.zeros(max((b.body for b in self._bodies), default=-1) + 2, dtype=np.uint16)
+        for b in self._objects:
+            lut[b.body] = b.instance_id
+        self._lut = lut  # the last entry stays 0: every out-of-range value (background) maps there
+        logger.debug("built %d bodies (%d objects)", len(self._bodies), len(self._objects))
+
+    def _spelling(self, path: str, scale: float) -> str:
+        """The file name to load ``path`` at ``scale`` through (a distinct spelling per pair, with EGL)."""
+        if self.renderer != "egl":
+            return path
+        k = self._spellings.setdefault((path, float(scale)), len(self._spellings))
+        head, tail = os.path.split(path)
+        spelled = os.path.join(head, "./" * k + tail)
+        if len(spelled) > _MAX_PATH_SPELLING:
+            logger.warning("too many distinct (asset, scale) pairs for EGL's mesh cache; %s may render wrongly", path)
+            return path
+        return spelled
+
+    def _load_urdf(
+        self,
+        path: str,
+        position: Sequence[float],
+        orientation: Sequence[float],
+        scale: float,
+        *,
+        fixed: bool,
+        where: str,
+    ) -> int:
+        try:
+            return p.loadURDF(
+                self._spelling(path, scale),
+                basePosition=[float(v) for v in position],
+                baseOrientation=[float(v) for v in orientation],
+                useFixedBase=fixed,
+                globalScaling=float(scale),
+                physicsClientId=self._cid,
+            )
+        except p.error as exc:
+            raise AssetError(f"{where}: PyBullet cannot load '{path}': {exc}") from exc
+
+    def _create(self, entry: dict[str, Any], *, fixed: bool, where: str) -> tuple[int, tuple[str, float] | None]:
+        """Create one fixture or object; return its body id and the key of its 3D box in the cache."""
+        position = entry.get("position", (0.0, 0.0, 0.0))
+        orientation = entry.get("orientation", _IDENTITY_QUAT)
+        scale = float(entry.get("scale", 1.0))
+        if scale <= 0:
+            raise AssetError(f"{where}.scale: expected a positive number, got {scale}")
+        path, shape = entry.get("path"), entry.get("shape")
+        if path:
+            suffix = Path(path).suffix.lower()
+            if suffix == ".urdf":
+                return self._load_urdf(path, position, orientation, scale, fixed=fixed, where=where), (path, scale)
+            if suffix == ".obj":
+                return self._create_mesh(entry, path, scale, fixed=fixed, where=where), ("obj:" + path, scale)
+            raise AssetError(f"{where}.path: expected a .urdf or .obj file, got '{path}'")
+        if shape:
+            return self._create_primitive(entry, shape, scale, fixed=fixed, where=where), None
+        raise AssetError(f"{where}: needs a resolved 'path' (.urdf or .obj) or a primitive 'shape'; got neither")
+
+    def _mass(self, entry: dict[str, Any], fixed: bool) -> float:
+        if fixed:
+            return 0.0
+        mass = entry.get("mass")
+        return DEFAULT_OBJ_MASS if mass is None else float(mass)
+
+    def _create_mesh(self, entry: dict[str, Any], path: str, scale: float, *, fixed: bool, where: str) -> int:
+        cid = self._cid
+        verts = mesh_vertices(path)
+        if verts is None:
+            raise AssetError(f"{where}.path: cannot read vertices from '{path}'")
+        center = (verts.min(axis=0) + verts.max(axis=0)) / 2.0 * scale
+        mesh_scale = [scale] * 3
+        color = entry.get("color")
+        visual_kwargs = {"rgbaColor": [float(c) for c in color]} if color is not None else {}
+        try:
+            vis = p.createVisualShape(
+                p.GEOM_MESH, fileName=self._spelling(path, scale), meshScale=mesh_scale, physicsClientId=cid,
+                **visual_kwargs,
+            )
+            col = p.createCollisionShape(
+                p.GEOM_MESH, fileName=path, meshScale=mesh_scale, physicsClientId=cid,
+                flags=p.GEOM_FORCE_CONCAVE_TRIMESH if fixed else 0,
+            )
+        except p.error as exc:
+            raise AssetError(f"{where}: PyBullet cannot load mesh '{path}': {exc}") from exc
+        # The inertial frame sits at the mesh's box centre; the link frame (the mesh's own frame) is the pose.
+        return p.createMultiBody(
+            baseMass=self._mass(entry, fixed),
+            baseCollisionShapeIndex=col,
+            baseVisualShapeIndex=vis,
+            basePosition=[float(v) for v in entry.get("position", (0.0, 0.0, 0.0))],
+            baseOrientation=[float(v) for v in entry.get("orientation", _IDENTITY_QUAT)],
+            baseInertialFramePosition=[float(v) for v in center],
+            physicsClientId=cid,
+        )
+
+    def _create_primitive(
+        self, entry: dict[str, Any], shape: dict[str, Any], scale: float, *, fixed: bool, where: str
+    ) -> int:
+        cid = self._cid
+        kind = shape.get("shape")
+        if kind not in PRIMITIVES:
+            hint = did_you_mean(str(kind), PRIMITIVES)
+            raise AssetError(f"{where}.shape.shape: expected one of {PRIMITIVES}, got '{kind}'{hint}")
+        try:
+            half = primitive_half_extents(shape, scale)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AssetError(f"{where}.shape: a {kind} needs {_PRIMITIVE_FIELDS[kind]}; got {shape}") from exc
+        if np.any(half <= 0):
+            raise AssetError(f"{where}.shape: dimensions must be positive, got {shape}")
+        color = entry.get("color")
+        rgba = [float(c) for c in color] if color is not None else [1.0, 1.0, 1.0, 1.0]
+        if kind == "box":
+            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half.tolist(), rgbaColor=rgba, physicsClientId=cid)
+            col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half.tolist(), physicsClientId=cid)
+        elif kind == "sphere":
+            vis = p.createVisualShape(p.GEOM_SPHERE, radius=half[0], rgbaColor=rgba, physicsClientId=cid)
+            col = p.createCollisionShape(p.GEOM_SPHERE, radius=half[0], physicsClientId=cid)
+        else:
+            geom = p.GEOM_CYLINDER if kind == "cylinder" else p.GEOM_CAPSULE
+            radius, length = float(shape["radius"]) * scale, float(shape["length"]) * scale
+            vis = p.createVisualShape(geom, radius=radius, length=length, rgbaColor=rgba, physicsClientId=cid)
+            col = p.createCollisionShape(geom, radius=radius, height=length, physicsClientId=cid)
+        return p.createMultiBody(
+            baseMass=self._mass(entry, fixed),
+            baseCollisionShapeIndex=col,
+            baseVisualShapeIndex=vis,
+            basePosition=[float(v) for v in entry.get("position", (0.0, 0.0, 0.0))],
+            baseOrientation=[float(v) for v in entry.get("orientation", _IDENTITY_QUAT)],
+            physicsClientId=cid,
+        )
+
+    def _finish_body(self, body: int, uid: str, instance_id: int, color: Sequence[float] | None) -> _Body:
+        """Apply the colour and record the frames and colours of a freshly created body."""
+        cid = self._cid
+        links = (-1, *range(p.getNumJoints(body, physicsClientId=cid)))
+        if color is not None:
+            rgba = [float(c) for c in color]
+            for link in links:
+                p.changeVisualShape(body, link, rgbaColor=rgba, physicsClientId=cid)
+        info = p.getDynamicsInfo(body, -1, physicsClientId=cid)
+        local_pos, local_orn = info[3], info[4]
+        com_to_link = None
+        if any(v != 0.0 for v in local_pos) or tuple(local_orn) != _IDENTITY_QUAT:
+            com_to_link = p.invertTransform(local_pos, local_orn)
+        record = _Body(body=body, uid=uid, instance_id=instance_id, links=links, com_to_link=com_to_link)
+        if self.renderer == "tiny":
+            # TinyRenderer's changeVisualShape recolours every shape of a link at once, so hiding a link by
+            # alpha 0 is only reversible when all its shapes share one colour.
+            per_link: dict[int, set[tuple[float, ...]]] = {}
+            for shape in p.getVisualShapeData(body, physicsClientId=cid):
+                per_link.setdefault(shape[1], set()).add(tuple(shape[7]))
+            record.alpha_hideable = all(len(c) == 1 for c in per_link.values())
+            record.link_colors = {link: next(iter(c)) for link, c in per_link.items() if len(c) == 1}
+        return record
+
+    def _link_pose(self, b: _Body) -> tuple[Sequence[float], Sequence[float]]:
+        """World pose (position, quaternion xyzw) of a body's base link frame."""
+        pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=self._cid)
+        if b.com_to_link is None:
+            return pos, orn
+        return p.multiplyTransforms(pos, orn, b.com_to_link[0], b.com_to_link[1])
+
+    def _object_box(
+        self, b: _Body, key: tuple[str, float] | None, entry: dict[str, Any]
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float], bool]:
+        """The 3D box (centre, size, exact) of an object in its link frame, from its visual geometry.
+
+        Visual meshes (OBJ/STL vertices) and primitives give the exact box of what is rendered. Only when
+        a visual cannot be read (e.g. a Collada mesh) does it fall back to the collision AABB with the
+        body at identity, which may differ from the rendered shape (``exact=False``).
+        """
+        if key is None:
+            half = primitive_half_extents(entry["shape"], float(entry.get("scale", 1.0)))
+            return (0.0, 0.0, 0.0), tuple(float(v) for v in 2 * half), True  # type: ignore[return-value]
+        if key in self._box_cache:
+            center, size = self._box_cache[key]
+            return center, size, True
+        cid = self._cid
+        T_world_base = pose_matrix(*self._link_pose(b))
+        T_base_world = np.linalg.inv(T_world_base)
+        lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+        for shape in p.getVisualShapeData(b.body, physicsClientId=cid):
+            link, gtype, dims, mesh_file, vpos, vorn = shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
+            pts = visual_points(gtype, dims, mesh_file.decode("utf-8", "replace"))
+            if pts is None:
+                logger.info("%s: cannot read visual %s; using the collision AABB as its 3D box", b.uid, mesh_file)
+                return (*self._aabb_box(b), False)  # type: ignore[return-value]
+            if len(pts) == 0:
+                continue
+            T = pose_matrix(vpos, vorn)
+            if link >= 0:
+                state = p.getLinkState(b.body, link, computeForwardKinematics=True, physicsClientId=cid)
+                T = T_base_world @ pose_matrix(state[4], state[5]) @ T
+            world = pts @ T[:3, :3].T + T[:3, 3]
+            lo, hi = np.minimum(lo, world.min(axis=0)), np.maximum(hi, world.max(axis=0))
+        if not np.all(np.isfinite(lo)):
+            return (*self._aabb_box(b), False)  # type: ignore[return-value]
+        center = tuple(float(v) for v in (lo + hi) / 2.0)
+        size = tuple(float(v) for v in hi - lo)
+        self._box_cache[key] = (center, size)  # type: ignore[assignment]
+        return center, size, True  # type: ignore[return-value]
+
+    def _aabb_box(self, b: _Body) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Collision AABB over all links with the link frame at the world origin (then the pose is restored)."""
+        cid = self._cid
+        pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=cid)
+        com_pos, com_orn = (0.0, 0.0, 0.0), _IDENTITY_QUAT
+        if b.com_to_link is not None:
+            com_pos, com_orn = p.invertTransform(*b.com_to_link)
+        p.resetBasePositionAndOrientation(b.body, com_pos, com_orn, physicsClientId=cid)
+        boxes = [p.getAABB(b.body, link, physicsClientId=cid) for link in b.links]
+        p.resetBasePositionAndOrientation(b.body, pos, orn, physicsClientId=cid)
+        lo = np.min([bx[0] for bx in boxes], axis=0)
+        hi = np.max([bx[1] for bx in boxes], axis=0)
+        return tuple(float(v) for v in (lo + hi) / 2.0), tuple(float(v) for v in hi - lo)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ settle
+
+    def settle(self) -> dict[str, Any]:
+        """Step physics until every object rests, or ``physics.max_steps``.
+
+        Rest means that no point of any object moves faster than ``physics.rest_velocity`` (m/s), bounded
+        by ``|v| + |w| * reach`` with ``reach`` the distance from the centre of mass to the farthest corner
+        of the object's 3D box: an angular speed in rad/s is not comparable to a threshold in m/s, and slow
+        creep of piles at ~0.02 rad/s (1 mm/s at the surface) otherwise never "rests". It must hold on two
+        checks in a row (checks run every :data:`SETTLE_CHECK_EVERY` steps; one check alone can catch a
+        bouncing object at the top of its arc).
+
+        Returns:
+            ``{"steps": n, "poses": {uid: [x, y, z, qx, qy, qz, qw]}, "at_rest": bool}``, poses of each
+            object's link frame in the world.
+        """
+        cid = self._check_open()
+        max_steps = int(self._physics["max_steps"])
+        rest = float(self._physics["rest_velocity"])
+        steps, calm_checks = 0, 0
+        at_rest = not self._objects
+        while self._objects and steps < max_steps:
+            n = min(SETTLE_CHECK_EVERY, max_steps - steps)
+            for _ in range(n):
+                p.stepSimulation(physicsClientId=cid)
+            steps += n
+            calm_checks = calm_checks + 1 if self._all_slow(rest) else 0
+            if calm_checks >= 2:
+                at_rest = True
+                break
+        if not at_rest:
+            logger.info("objects still moving after max_steps=%d", max_steps)
+        poses = {}
+        for b in self._objects:
+            pos, orn = self._link_pose(b)
+            poses[b.uid] = [float(v) for v in (*pos, *orn)]
+        return {"steps": steps, "poses": poses, "at_rest": at_rest}
+
+    def _all_slow(self, rest: float) -> bool:
+        for b in self._objects:
+            lin, ang = p.getBaseVelocity(b.body, physicsClientId=self._cid)
+            if math.hypot(*lin) + math.hypot(*ang) * b.reach >= rest:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ render
+
+    def render(self, view: dict[str, Any], *, visibility: bool = False) -> FrameBuffers:
+        """Render one view of the built scene.
+
+        Args:
+            view: A view state (see :mod:`simgen.backends.base`): ``camera`` and optionally ``light``.
+            visibility: Also count each object's pixels when rendered with every other body hidden
+                (``FrameBuffers.unoccluded_px``). Physics poses and velocities are unchanged afterwards.
+
+        Returns:
+            The frame's buffers, object list and poses.
+
+        Raises:
+            ValueError: For a malformed camera.
+            BackendUnavailable: With EGL, for images larger than :attr:`max_resolution`.
+        """
+        cid = self._check_open()
+        cam = view["camera"]
+        width, height = int(cam["width"]), int(cam["height"])
+        if width <= 0 or height <= 0:
+            raise ValueError(f"camera: width and height must be positive, got {width}x{height}")
+        limit = self.max_resolution
+        if limit is not None and (width > limit[0] or height > limit[1]):
+            raise BackendUnavailable(
+                f"camera: the PyBullet EGL renderer draws at most {limit[0]}x{limit[1]} (larger images are "
+                f"upsampled by pixel repetition), got {width}x{height}; use renderer='tiny' or a smaller image"
+            )
+        K = np.asarray(cam["K"], dtype=np.float64)
+        T_world_cam = np.asarray(cam["T_world_cam"], dtype=np.float64)
+        near, far = float(cam["near"]), float(cam["far"])
+        view_gl = gl_list(opengl_view(T_world_cam))
+        proj_gl = gl_list(self._projection(K, width, height, near, far))
+
+        kwargs: dict[str, Any] = {}
+        light = view.get("light")
+        if light:
+            distance = float(light.get("distance", 10.0))
+            direction = np.asarray(light.get("direction", (0.0, 0.0, 1.0)), dtype=np.float64)
+            # PyBullet's lightDirection is the light's position: the light shines from there towards the origin.
+            kwargs["lightDirection"] = [float(v) for v in direction * distance]
+            kwargs["lightDistance"] = distance
+            for key, arg in (("ambient", "lightAmbientCoeff"), ("diffuse", "lightDiffuseCoeff"),
+                             ("specular", "lightSpecularCoeff")):
+                if light.get(key) is not None:
+                    kwargs[arg] = float(light[key])
+            if light.get("color") is not None:
+                kwargs["lightColor"] = [float(c) for c in light["color"]]
+            kwargs["shadow"] = int(bool(light.get("shadows", True)))
+        _, _, rgba, depth_buffer, seg = p.getCameraImage(
+            width, height, viewMatrix=view_gl, projectionMatrix=proj_gl, renderer=self._pb_renderer,
+            flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, physicsClientId=cid, **kwargs,
+        )
+        rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
+        seg = np.asarray(seg, dtype=np.int32).reshape(height, width)
+        depth = depth_to_metres(np.asarray(depth_buffer).reshape(height, width), near, far, hit=seg >= 0)
+
+        poses = {b.instance_id: pose_matrix(*self._link_pose(b)) for b in self._objects}
+        unoccluded = None
+        meta: dict[str, object] = {"backend": self.name, "renderer": self.renderer}
+        if visibility:
+            unoccluded, renders = self._unoccluded_px(width, height, K, T_world_cam, near, far, view_gl, proj_gl, poses)
+            meta["visibility_renders"] = renders
+        return FrameBuffers(
+            rgb=np.ascontiguousarray(rgba[..., :3]),
+            depth_m=depth,
+            instance_ids=self._instance_ids(seg),
+            K=K.copy(),
+            T_world_cam=T_world_cam.copy(),
+            objects=[b.info for b in self._objects if b.info is not None],
+            object_poses=poses,
+            unoccluded_px=unoccluded,
+            meta=meta,
+        )
+
+    def _projection(self, K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
+        if self.renderer == "tiny":  # move the principal point so TinyRenderer's corner samples hit pixel centres
+            K = K.copy()
+            K[0, 2] += TINY_SAMPLE_OFFSET[0]
+            K[1, 2] += TINY_SAMPLE_OFFSET[1]
+        return opengl_projection(K, width, height, near, far)
+
+    def _instance_ids(self, seg: np.ndarray) -> np.ndarray:
+        """Map a PyBullet segmentation mask (body + ((link + 1) << 24), -1 for nothing) to uint16 instance ids."""
+        lut = self._lut
+        ids = lut[np.minimum(seg & _BODY_MASK, len(lut) - 1)]
+        for (body, link), instance_id in self._link_instances.items():
+            ids[seg == body + ((link + 1) << 24)] = instance_id
+        return ids
+
+    # ------------------------------------------------------------------ visibility
+
+    def _unoccluded_px(
+        self,
+        width: int,
+        height: int,
+        K: np.ndarray,
+        T_world_cam: np.ndarray,
+        near: float,
+        far: float,
+        view_gl: list[float],
+        proj_gl: list[float],
+        poses: dict[int, np.ndarray],
+    ) -> tuple[dict[int, int], int]:
+        """Pixel counts of every object rendered with all other bodies hidden; returns (counts, renders).
+
+        Objects whose projected 3D boxes are disjoint cannot occlude each other, so they share one render.
+        TinyRenderer hides bodies with alpha 0 (a purely visual change). EGL ignores alpha in its
+        segmentation pass, so there bodies are moved behind the camera inside ``saveState``/``restoreState``,
+        which restores every pose and velocity bit-exactly.
+        """
+        cid = self._cid
+        counts = {b.instance_id: 0 for b in self._objects}
+        rects: dict[int, tuple[int, int, int, int] | None] = {}
+        for b in self._objects:
+            rect = self._screen_rect(b, poses[b.instance_id], K, T_world_cam, near, far, width, height)
+            if rect != ():
+                rects[b.instance_id] = rect  # type: ignore[assignment]
+        groups = _group_disjoint(rects)
+        if not groups:
+            return counts, 0
+        by_id = {b.instance_id: b for b in self._objects}
+        movers = [b for b in self._bodies if self.renderer == "egl" or not b.alpha_hideable]
+        saved_state = p.saveState(physicsClientId=cid) if movers else None
+        home = {b.body: p.getBasePositionAndOrientation(b.body, physicsClientId=cid) for b in movers}
+        eye, forward = T_world_cam[:3, 3], T_world_cam[:3, 2]
+        away = {
+            b.body: ([float(v) for v in eye - forward * (1.0e4 + 100.0 * k)], _IDENTITY_QUAT)
+            for k, b in enumerate(movers)
+        }
+        try:
+            for b in self._bodies:
+                self._set_visible(b, False, home, away)
+            for group in groups:
+                members = [by_id[i] for i in group]
+                for b in members:
+                    self._set_visible(b, True, home, away)
+                _, _, _, _, seg = p.getCameraImage(
+                    width, height, viewMatrix=view_gl, projectionMatrix=proj_gl, renderer=self._pb_renderer,
+                    flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, shadow=0, physicsClientId=cid,
+                )
+                ids = self._instance_ids(np.asarray(seg, dtype=np.int32).reshape(height, width))
+                tally = np.bincount(ids.ravel(), minlength=len(counts) + 1)
+                for b in members:
+                    counts[b.instance_id] = int(tally[b.instance_id])
+                    self._set_visible(b, False, home, away)
+        finally:
+            for b in self._bodies:
+                if b.alpha_hideable and self.renderer == "tiny":
+                    self._set_visible(b, True, home, away)
+            if saved_state is not None:
+                p.restoreState(stateId=saved_state, physicsClientId=cid)
+                p.removeState(saved_state, physicsClientId=cid)
+        return counts, len(groups)
+
+    def _set_visible(self, b: _Body, visible: bool, home: dict[int, Any], away: dict[int, Any]) -> None:
+        cid = self._cid
+        if b.body in away:
+            pos, orn = home[b.body] if visible else away[b.body]
+            p.resetBasePositionAndOrientation(b.body, pos, orn, physicsClientId=cid)
+            return
+        for link, rgba in b.link_colors.items():
+            color = list(rgba) if visible else [rgba[0], rgba[1], rgba[2], 0.0]
+            p.changeVisualShape(b.body, link, rgbaColor=color, physicsClientId=cid)
+
+    def _screen_rect(
+        self,
+        b: _Body,
+        T_world_obj: np.ndarray,
+        K: np.ndarray,
+        T_world_cam: np.ndarray,
+        near: float,
+        far: float,
+        width: int,
+        height: int,
+    ) -> tuple[int, int, int, int] | tuple[()] | None:
+        """A pixel rectangle that surely contains the object's pixels; None if unknown; () if it has none."""
+        if b.info is None or not b.box_exact:
+            return None
+        size = np.asarray(b.info.bbox3d_size) + 0.004  # margin for renderers' tessellation of primitives
+        corners = box_corners(b.info.bbox3d_center, size) @ T_world_obj[:3, :3].T + T_world_obj[:3, 3]
+        uv, z = project_points(K, T_world_cam, corners)
+        if np.all(z >= far):
+            return ()
+        if np.any(z <= near):
+            return None
+        x0, y0 = max(math.floor(uv[:, 0].min()) - 1, 0), max(math.floor(uv[:, 1].min()) - 1, 0)
+        x1, y1 = min(math.ceil(uv[:, 0].max()) + 1, width), min(math.ceil(uv[:, 1].max()) + 1, height)
+        if x0 >= x1 or y0 >= y1:
+            return ()
+        return (x0, y0, x1, y1)
+
+
+_PRIMITIVE_FIELDS = {
+    "box": "'size': [x, y, z]",
+    "sphere": "'radius'",
+    "cylinder": "'radius' and 'length'",
+    "capsule": "'radius' and 'length'",
+}
+
+
+def _reach(center: Sequence[float], size: Sequence[float], com: Sequence[float]) -> float:
+    """Distance from the centre of mass ``com`` (link frame) to the farthest corner of a box."""
+    corners = box_corners(center, size) - np.asarray(com, dtype=np.float64)
+    return float(np.sqrt((corners**2).sum(axis=1)).max())
+
+
+def _group_disjoint(rects: dict[int, tuple[int, int, int, int] | None]) -> list[list[int]]:
+    """Greedily group ids whose rectangles are pairwise disjoint; a None rectangle gets a group of its own."""
+    groups: list[list[int]] = []
+    boxes: list[list[tuple[int, int, int, int]]] = []
+    for instance_id, rect in rects.items():
+        if rect is None:
+            groups.append([instance_id])
+            boxes.append([(-(1 << 30), -(1 << 30), 1 << 30, 1 << 30)])
+            continue
+        for members, taken in zip(groups, boxes, strict=True):
+            if all(rect[2] <= t[0] or t[2] <= rect[0] or rect[3] <= t[1] or t[3] <= rect[1] for t in taken):
+                members.append(instance_id)
+                taken.append(rect)
+                break
+        else:
+            groups.append([instance_id])
+            boxes.append([rect])
+    return groups

@@ -1,0 +1,244 @@
+"""The ``simgen`` command line: a thin typer layer over the library API."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simgen.errors import SimgenError
+
+app = typer.Typer(
+    name="simgen",
+    help="Synthetic perception data: randomized scenes, exact labels, COCO/YOLO/BOP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+list_app = typer.Typer(help="List registered components.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+console = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+out_console = Console()
+
+
+def clean_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a SimgenError into one red line and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except SimgenError as exc:
+            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _parse_resolution(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT like 640x480, got '{value}'") from None
+    if w <= 0 or h <= 0:
+        raise typer.BadParameter(f"width and height must be positive, got '{value}'")
+    return w, h
+
+
+@app.command()
+@clean_errors
+def generate(
+    spec: Annotated[Path, typer.Argument(help="Scene spec (YAML or JSON).")],
+    n: Annotated[int, typer.Option("-n", "--frames", min=1, help="Frames to render.")] = 100,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("out/dataset"),
+    seed: Annotated[int, typer.Option(min=0, help="Dataset seed.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    renderer: Annotated[str, typer.Option(help="auto, egl or tiny.")] = "auto",
+    resolution: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, overriding the spec.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing simgen dataset in OUT.")] = False,
+    shard_frames: Annotated[int, typer.Option(min=1, help="About how many frames per shard.")] = 64,
+    asset_root: Annotated[list[Path] | None, typer.Option(help="Extra folder assets may come from.")] = None,
+    runner: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    preview: Annotated[bool, typer.Option(help="Write preview.png when done.")] = True,
+) -> None:
+    """Render N labeled frames of a scene spec into OUT."""
+    from simgen.engine import generate as run_generate
+
+    if renderer not in ("auto", "egl", "tiny"):
+        raise typer.BadParameter(f"expected auto, egl or tiny, got '{renderer}'", param_hint="--renderer")
+    columns = (
+        TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} frames/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("frames", total=n, rate="-")
+
+        def advance(k: int) -> None:
+            bar.advance(task, k)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:.1f}" if speed else "-")
+
+        result = run_generate(
+            spec, out, n_frames=n, seed=seed, workers=workers, renderer=renderer,
+            resolution=_parse_resolution(resolution), resume=resume, overwrite=overwrite,
+            shard_frames=shard_frames, asset_roots=asset_root or [], runner=runner, ray_address=address,
+            progress=advance,
+        )  # fmt: skip
+    rate = result.made / result.seconds if result.seconds > 0 else 0.0
+    console.print(
+        f"[green]wrote[/] {result.n_frames} frames to {result.out} "
+        f"({result.made} rendered, {result.reused} kept) with renderer {result.renderer} in {result.seconds:.1f} s "
+        f"({rate:.1f} frames/s)"
+    )
+    if preview:
+        from simgen.inspect_dataset import write_preview
+
+        console.print(f"preview: {write_preview(result.out)}")
+
+
+@app.command()
+@clean_errors
+def inspect(
+    out: Annotated[Path, typer.Argument(help="A generated dataset folder.")],
+    preview: Annotated[Path | None, typer.Option(help="Where to write the preview grid.")] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Frames in the preview grid.")] = 12,
+) -> None:
+    """Print a summary of a dataset and write preview.png (frames with boxes and masks)."""
+    from simgen.inspect_dataset import summarize, write_preview
+
+    s = summarize(out)
+    table = Table(title=f"{out}: {s.frames} frames, {s.annotations} objects")
+    table.add_column("category")
+    table.add_column("objects", justify="right")
+    for name, count in s.per_category.items():
+        table.add_row(name, str(count))
+    out_console.print(table)
+    mean, lo, hi = s.objects_per_frame
+    out_console.print(f"objects per frame: mean {mean:.1f}, min {lo}, max {hi}; renderer {s.renderer}, seed {s.seed}")
+    if s.visibility_hist:
+        peak = max(s.visibility_hist) or 1
+        out_console.print(f"visibility ({s.visibility_known} objects):")
+        for k, count in enumerate(s.visibility_hist):
+            lo_e, hi_e = s.visibility_edges[k], s.visibility_edges[k + 1]
+            out_console.print(f"  {lo_e:.1f}-{hi_e:.1f} {'#' * round(40 * count / peak):<40} {count}")
+    else:
+        out_console.print("visibility: not computed (set labels.visibility: true in the spec)")
+    out_console.print(f"preview: {write_preview(out, preview, max_frames=frames)}")
+
+
+@app.command()
+@clean_errors
+def verify(out: Annotated[Path, typer.Argument(help="A generated dataset folder.")]) -> None:
+    """Recompute the recorded checksums; exit 1 if any file is missing, extra or corrupt."""
+    from simgen.engine.verify import verify_dataset
+
+    report = verify_dataset(out)
+    for kind, paths in (("missing", report.missing), ("corrupt", report.corrupt), ("extra", report.extra)):
+        for rel in paths:
+            out_console.print(f"[red]{kind}[/] {rel}")
+    if not report.ok:
+        out_console.print(
+            f"[red]FAILED[/]: {len(report.missing)} missing, {len(report.corrupt)} corrupt, {len(report.extra)} extra "
+            f"({report.checked} files checked)"
+        )
+        raise typer.Exit(1)
+    out_console.print(f"[green]OK[/]: {report.checked} files match their checksums")
+
+
+@app.command()
+@clean_errors
+def replay(
+    out: Annotated[Path, typer.Argument(help="A generated dataset folder.")],
+    frame: Annotated[int, typer.Option(min=0, help="Frame index.")] = 0,
+    save: Annotated[Path | None, typer.Option(help="Folder to write the regenerated PNGs to.")] = None,
+    renderer: Annotated[str | None, typer.Option(help="Override the recorded renderer.")] = None,
+) -> None:
+    """Regenerate frame i from dataset.json and manifest.jsonl alone; exit 1 unless byte-identical."""
+    from simgen.engine.replay import replay_frame
+
+    result = replay_frame(out, frame, renderer=renderer)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        for kind, data in result.files.items():
+            (save / f"{kind}_{frame:06d}.png").write_bytes(data)
+    for kind, same in result.identical.items():
+        out_console.print(f"{kind}: {'[green]identical[/]' if same else '[red]differs[/]'}")
+    out_console.print(f"settled poses: {'[green]identical[/]' if result.settled_match else '[red]differ[/]'}")
+    if not (all(result.identical.values()) and result.settled_match):
+        raise typer.Exit(1)
+
+
+@app.command()
+@clean_errors
+def schema(
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of a scene spec."""
+    from simgen.spec import spec_json_schema
+
+    text = json.dumps(spec_json_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+
+
+@list_app.command("randomizers")
+@clean_errors
+def list_randomizers() -> None:
+    """Every registered randomizer with its stage and parameters."""
+    from simgen.randomizers import REGISTRY
+
+    table = Table(title="randomizers")
+    for col in ("name", "stage", "parameters", "description"):
+        table.add_column(col)
+    for name in REGISTRY.names():
+        cls = REGISTRY.get(name)
+        params = ", ".join(cls.Params.model_fields) or ("reads " + ", ".join(cls.reads) if cls.reads else "-")
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, cls.stage, params, doc)
+    out_console.print(table)
+
+
+_PLUGINS = ("simgen.validators.cli", "simgen.refine.cli")
+
+
+def _register_plugins() -> None:
+    # Commands whose modules pull heavy extras register themselves; their imports stay lazy inside.
+    for module_name in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of simgen is not there
+            raise
+        module.register(app)
+
+
+_register_plugins()
+
+
+def main() -> None:
+    """Entry point: run the app, turning simgen errors into one clean message and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except SimgenError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(2) from None

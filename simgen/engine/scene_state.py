@@ -1,0 +1,140 @@
+"""Sampling a scene and its views into plain-data states, by running the randomizers in order.
+
+This is the only place randomizers are called. Each one gets its own rng, derived from
+``(seed, stage, index, randomizer position, name)``, so adding a randomizer never shifts another's values.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simgen.assets import resolve_asset
+from simgen.randomizers import CORE_SCENE, CORE_VIEW, REGISTRY, Randomizer, SampleContext, SensorRandomizer
+from simgen.sampling import rng_for
+from simgen.spec.loader import LoadedSpec, randomizer_params
+
+
+def merge_patch(state: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into a copy of ``state``: mappings merge key by key, anything else replaces."""
+    out = dict(state)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class RandomizerSet:
+    """The instantiated randomizers of a spec, by stage, in run order."""
+
+    scene: list[Randomizer]
+    view: list[Randomizer]
+    sensor: list[SensorRandomizer]
+
+    @classmethod
+    def from_spec(cls, loaded: LoadedSpec) -> RandomizerSet:
+        """Core randomizers first (they read their spec sections), then the spec's list in order."""
+        scene: list[Randomizer] = [REGISTRY.get(n)() for n in CORE_SCENE]
+        view: list[Randomizer] = [REGISTRY.get(n)() for n in CORE_VIEW]
+        sensor: list[SensorRandomizer] = []
+        for i, entry in enumerate(loaded.spec.randomizers):
+            rcls = REGISTRY.get(entry.type)
+            params = randomizer_params(entry, rcls, f"randomizers[{i}]", str(loaded.source) if loaded.source else None)
+            r = rcls(params, entry.tags)
+            {"scene": scene, "view": view, "sensor": sensor}[r.stage].append(r)  # type: ignore[arg-type]
+        return cls(scene, view, sensor)
+
+
+def base_scene_state(loaded: LoadedSpec) -> dict[str, Any]:
+    """The scene state before any randomizer: ground and physics settings."""
+    spec = loaded.spec
+    ground_color = None if spec.ground.color is None else [float(c) for c in spec.ground.color]  # type: ignore[arg-type]
+    return {
+        "ground": {"kind": spec.ground.kind, "color": ground_color},
+        "fixtures": [],
+        "objects": {},
+        "physics": spec.physics.model_dump(),
+    }
+
+
+def sample_scene(
+    loaded: LoadedSpec, randomizers: RandomizerSet, seed: int, scene_index: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the scene randomizers for one scene.
+
+    Returns:
+        ``(state, patches)``: the merged scene state, and each randomizer's patch by name (for the manifest).
+    """
+    state = base_scene_state(loaded)
+    patches: dict[str, Any] = {}
+    for pos, r in enumerate(randomizers.scene):
+        rng = rng_for(seed, "scene", scene_index, pos, r.name)
+        ctx = SampleContext(loaded.spec, scene_index, state, loaded.base_dir, loaded.roots)
+        patch = r.sample(rng, ctx)
+        patches[_key(r, pos)] = patch
+        state = merge_patch(state, patch)
+    return state, patches
+
+
+def replay_scene(loaded: LoadedSpec, patches: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild a scene state from recorded patches, without sampling."""
+    state = base_scene_state(loaded)
+    for patch in patches.values():
+        state = merge_patch(state, patch)
+    return state
+
+
+def sample_view(
+    loaded: LoadedSpec, randomizers: RandomizerSet, seed: int, frame_index: int, scene_state: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the view randomizers (camera, light, ...) for one frame. Returns ``(view, patches)``."""
+    view: dict[str, Any] = {}
+    patches: dict[str, Any] = {}
+    for pos, r in enumerate(randomizers.view):
+        rng = rng_for(seed, "view", frame_index, pos, r.name)
+        ctx = SampleContext(loaded.spec, frame_index, scene_state, loaded.base_dir, loaded.roots)
+        patch = r.sample(rng, ctx)
+        patches[_key(r, pos)] = patch
+        view = merge_patch(view, patch)
+    return view, patches
+
+
+def sample_sensor(
+    loaded: LoadedSpec, randomizers: RandomizerSet, seed: int, frame_index: int, scene_state: dict[str, Any]
+) -> dict[str, Any]:
+    """Draw every sensor effect's parameters for one frame (applied later by :func:`apply_sensor`)."""
+    patches: dict[str, Any] = {}
+    for pos, r in enumerate(randomizers.sensor):
+        rng = rng_for(seed, "sensor", frame_index, pos, r.name)
+        ctx = SampleContext(loaded.spec, frame_index, scene_state, loaded.base_dir, loaded.roots)
+        patches[_key(r, pos)] = r.sample(rng, ctx)
+    return patches
+
+
+def apply_sensor(
+    rgb: np.ndarray, randomizers: RandomizerSet, patches: dict[str, Any], seed: int, frame_index: int
+) -> np.ndarray:
+    """Apply the sampled sensor effects to the RGB image, in order. Labels are never touched."""
+    for pos, r in enumerate(randomizers.sensor):
+        rng = rng_for(seed, "sensor-apply", frame_index, pos, r.name)
+        rgb = r.apply(rgb, patches[_key(r, pos)], rng)
+    return rgb
+
+
+def _key(r: Randomizer, pos: int) -> str:
+    return f"{pos}:{r.name}"
+
+
+def backend_scene(loaded: LoadedSpec, state: dict[str, Any]) -> dict[str, Any]:
+    """The scene state with every file asset resolved to an absolute path, as the backend needs it."""
+    out = copy.deepcopy(state)
+    for entry in [*out["fixtures"], *out["objects"].values()]:
+        ref = entry.get("asset")
+        entry["path"] = str(resolve_asset(ref, base_dir=loaded.base_dir, roots=loaded.roots)) if ref else None
+    return out

@@ -1,0 +1,118 @@
+"""Plain data that flows from a backend to the label functions and the writers.
+
+Conventions, fixed for every backend:
+
+* Camera frame is OpenCV's: x right, y down, z forward. ``K`` is the 3x3 pinhole matrix in pixels.
+* ``T_world_cam`` maps camera coordinates to world coordinates (camera pose in the world).
+* Poses are 4x4 float64 matrices in metres; ``T_world_obj`` maps object coordinates to world.
+* ``depth_m`` is the z-depth along the optical axis in metres, ``0`` where nothing was hit.
+* ``instance_ids`` is uint16, ``0`` for background and for anything that is not an instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object instance as the labels see it.
+
+    Attributes:
+        instance_id: Its value in ``FrameBuffers.instance_ids`` (1..65535).
+        uid: Stable name within the scene, e.g. ``"clutter/3"`` or ``"arm/link4"``.
+        category: Category name.
+        labeled: Whether it is annotated (distractors are not, unless asked).
+        bbox3d_center: Centre of its 3D box in the object frame, metres, shape (3,).
+        bbox3d_size: Edge lengths of its 3D box in the object frame, metres, shape (3,).
+        asset: The asset reference it came from (for BOP models and provenance).
+    """
+
+    instance_id: int
+    uid: str
+    category: str
+    labeled: bool
+    bbox3d_center: tuple[float, float, float]
+    bbox3d_size: tuple[float, float, float]
+    asset: str = ""
+
+
+@dataclass
+class FrameBuffers:
+    """Everything a backend returns for one rendered view.
+
+    Attributes:
+        rgb: uint8 array (H, W, 3).
+        depth_m: float32 array (H, W), z-depth in metres, 0 where nothing was hit.
+        instance_ids: uint16 array (H, W), 0 for background.
+        K: float64 (3, 3) intrinsics.
+        T_world_cam: float64 (4, 4) camera pose in the world (OpenCV camera axes).
+        objects: The instances present in the scene, visible or not.
+        object_poses: ``instance_id -> T_world_obj`` (4, 4) for every object in ``objects``.
+        unoccluded_px: ``instance_id -> pixel count`` of each object rendered alone (no occluders),
+            or ``None`` when visibility fractions were not asked for.
+    """
+
+    rgb: np.ndarray
+    depth_m: np.ndarray
+    instance_ids: np.ndarray
+    K: np.ndarray
+    T_world_cam: np.ndarray
+    objects: list[ObjectInfo]
+    object_poses: dict[int, np.ndarray]
+    unoccluded_px: dict[int, int] | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        """Image height in pixels."""
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Image width in pixels."""
+        return int(self.rgb.shape[1])
+
+
+@dataclass
+class ObjectAnnotation:
+    """The labels of one object instance in one frame, computed from ``FrameBuffers`` alone.
+
+    Boxes are COCO ``[x, y, w, h]`` in pixels, with the image's top-left pixel corner at (0, 0).
+
+    Attributes:
+        instance_id: Its value in the instance mask.
+        uid: Stable object name within the scene.
+        category: Category name.
+        bbox_visible: Tight box around the visible mask pixels; ``None`` when no pixel is visible.
+        bbox_amodal: Projected 3D box clipped to the image; ``None`` when it falls entirely outside
+            the image or behind the camera.
+        truncation: Fraction of the unclipped amodal box area that lies outside the image, in [0, 1].
+        px_count_visible: Number of visible mask pixels.
+        px_count_unoccluded: Pixels of the object rendered alone, or ``None`` if not computed.
+        visibility: ``px_count_visible / px_count_unoccluded`` in [0, 1], or ``None`` if not computed.
+        T_cam_obj: (4, 4) pose of the object in the camera frame (OpenCV axes), metres.
+        quaternion_xyzw: Rotation part of ``T_cam_obj`` as a unit quaternion (x, y, z, w), w >= 0.
+        bbox3d_size: Edge lengths of the object's 3D box, metres.
+        bbox3d_center: Centre of the 3D box in the object frame, metres.
+        rle: COCO RLE of the visible mask (``{"size": [h, w], "counts": str}``).
+        flags: Why the object fell under a label filter (empty when it passed).
+    """
+
+    instance_id: int
+    uid: str
+    category: str
+    bbox_visible: tuple[float, float, float, float] | None
+    bbox_amodal: tuple[float, float, float, float] | None
+    truncation: float
+    px_count_visible: int
+    px_count_unoccluded: int | None
+    visibility: float | None
+    T_cam_obj: np.ndarray
+    quaternion_xyzw: tuple[float, float, float, float]
+    bbox3d_size: tuple[float, float, float]
+    bbox3d_center: tuple[float, float, float]
+    rle: dict[str, object]
+    flags: list[str] = field(default_factory=list)

@@ -1,0 +1,7 @@
+"""Conformance checkers and test helpers, shipped so plugin authors can run them too."""
+
+from __future__ import annotations
+
+from simgen.testing.conformance import check_randomizer, example_context
+
+__all__ = ["check_randomizer", "example_context"]

@@ -1,0 +1,114 @@
+"""Conformance checks every registered component must pass (in the spirit of gymnasium's check_env)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from simgen.randomizers import REGISTRY, Randomizer, SampleContext
+from simgen.sampling import rng_for
+from simgen.spec.loader import LoadedSpec, load_spec
+
+SIMULATOR_MODULES = ("pybullet", "carla")
+
+
+class SimulatorTouched(AssertionError):
+    """A randomizer imported or used a simulator while sampling."""
+
+
+@contextmanager
+def no_simulator() -> Iterator[None]:
+    """Make any import or use of a simulator module fail inside the block."""
+    saved = {name: sys.modules.get(name) for name in SIMULATOR_MODULES}
+    real_import = builtins.__import__
+
+    def guarded(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.split(".")[0] in SIMULATOR_MODULES:
+            raise SimulatorTouched(f"a randomizer imported '{name}' while sampling; randomizers must never apply")
+        return real_import(name, *args, **kwargs)
+
+    class _Poison:
+        def __getattr__(self, attr: str) -> Any:
+            raise SimulatorTouched(f"a randomizer used a simulator ({attr}) while sampling")
+
+    for name in SIMULATOR_MODULES:
+        sys.modules[name] = _Poison()  # type: ignore[assignment]
+    builtins.__import__ = guarded
+    try:
+        yield
+    finally:
+        builtins.__import__ = real_import
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def example_context(spec: LoadedSpec | str | Path | None = None, index: int = 0) -> SampleContext:
+    """A context with a sampled scene state (from the default scene unless ``spec`` is given)."""
+    from simgen.engine.scene_state import RandomizerSet, sample_scene
+
+    if spec is None:
+        spec = conformance_spec()
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    state, _ = sample_scene(loaded, RandomizerSet.from_spec(loaded), seed=0, scene_index=index)
+    return SampleContext(loaded.spec, index, state, loaded.base_dir, loaded.roots)
+
+
+def conformance_spec() -> LoadedSpec:
+    """The default scene with every section randomized, so every core randomizer has something to draw."""
+    from simgen.spec import read_spec_file
+
+    path = Path(__file__).resolve().parents[2] / "scenes" / "tabletop_clutter.yaml"
+    raw = read_spec_file(path)
+    raw["fixtures"][0]["position"] = [{"kind": "uniform", "low": -0.05, "high": 0.05}, 0.0, 0.0]
+    return load_spec(raw, base_dir=path.parent)
+
+
+def check_randomizer(
+    randomizer: Randomizer, ctx: SampleContext | None = None, *, seeds: tuple[int, ...] = (0, 1, 2)
+) -> None:
+    """Assert a randomizer's contract.
+
+    * the same seed gives the same patch, and different seeds give different patches;
+    * the patch is plain JSON (it round-trips through ``json`` unchanged);
+    * sampling never imports or uses a simulator.
+
+    Raises:
+        AssertionError: With what was violated.
+    """
+    ctx = ctx or example_context()
+    patches = []
+    with no_simulator():
+        for seed in seeds:
+            first = randomizer.sample(rng_for(seed, "check", randomizer.name), ctx)
+            again = randomizer.sample(rng_for(seed, "check", randomizer.name), ctx)
+            if not isinstance(first, dict):
+                raise AssertionError(f"{randomizer.name}: sample() must return a dict, got {type(first).__name__}")
+            text = _plain_json(randomizer.name, first)
+            if text != _plain_json(randomizer.name, again):
+                raise AssertionError(f"{randomizer.name}: the same seed gave different patches")
+            patches.append(text)
+    if len(set(patches)) == 1 and patches[0] != "{}":
+        raise AssertionError(f"{randomizer.name}: different seeds gave the same patch; is the rng used?")
+
+
+def _plain_json(name: str, patch: dict[str, Any]) -> str:
+    try:
+        text = json.dumps(patch, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{name}: the patch is not plain JSON: {exc}") from None
+    if json.loads(text) != patch:
+        raise AssertionError(f"{name}: the patch changes through JSON (tuples or numpy values?)")
+    return text
+
+
+def registered_randomizers() -> list[str]:
+    """Names of every registered randomizer (for parametrized conformance tests)."""
+    return REGISTRY.names()

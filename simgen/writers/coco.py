@@ -1,0 +1,307 @@
+"""COCO instance annotations, written in shards and merged by streaming.
+
+Each shard appends one JSON line per finished frame to a fragment (:func:`frame_record` builds the
+line). :func:`write_coco` merges the fragments, in frame order, into one ``annotations.coco.json``
+without holding the frames in memory: it indexes the fragments (frame index and byte offset of each
+line), then writes the header, streams the images, and streams the annotations, numbering them
+1, 2, ... in frame order. The output is byte-identical however the frames were split into fragments.
+
+Layout of the merged file (one image or annotation per line)::
+
+    {"info":{...},"licenses":[],"categories":[...],"images":[
+    {...},
+    ...
+    ],"annotations":[
+    {...},
+    ...
+    ]}
+
+Besides the standard COCO fields, each image records ``frame_index``, ``scene_index``,
+``depth_file``, ``instance_file``, ``K`` and ``T_world_cam``, and each annotation records
+``instance_id``, ``uid``, ``bbox_amodal``, ``truncation``, ``visibility``, ``px_count_visible``,
+``px_count_unoccluded``, ``pose``, ``bbox3d_size_m``, ``bbox3d_center_m`` and ``flags``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simgen.errors import SimgenError, did_you_mean
+from simgen.frame import ObjectAnnotation
+from simgen.writers.atomic import atomic_open
+
+#: Decimals every float is rounded to, so that output bytes do not hinge on the last ulp.
+FLOAT_DECIMALS = 6
+
+#: Open fragment files kept at once while merging.
+_MAX_OPEN = 32
+
+
+class CocoWriteError(SimgenError, ValueError):
+    """A frame record or a fragment cannot be written as COCO (unknown category, torn line, duplicate frame ...)."""
+
+
+def _f(x: float) -> float:
+    v = float(x)
+    if not math.isfinite(v):
+        raise CocoWriteError(f"expected a finite number, got {v}")
+    return round(v, FLOAT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _floats(values: Any) -> list[Any]:
+    """Nested lists of rounded floats from an array-like."""
+    a = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise CocoWriteError(f"expected finite numbers, got {a.tolist()}")
+    return (np.round(a, FLOAT_DECIMALS) + 0.0).tolist()
+
+
+def _opt(x: float | None) -> float | None:
+    return None if x is None else _f(x)
+
+
+def annotation_record(
+    ann: ObjectAnnotation, image_id: int, category_ids: Mapping[str, int], width: int, height: int
+) -> dict[str, Any]:
+    """The COCO annotation (without ``"id"``) of one :class:`~simgen.frame.ObjectAnnotation`.
+
+    ``bbox`` is the visible box and ``area`` the visible pixel count. An object with no visible pixel
+    (kept only with ``on_filtered="flag"`` or ``min_visible_px=0``) has ``bbox`` ``[0, 0, 0, 0]`` and
+    area 0; its ``flags`` say why it is there.
+
+    Raises:
+        CocoWriteError: The category has no id, the RLE does not match the image size, or a value
+            is not finite.
+    """
+    if ann.category not in category_ids:
+        hint = did_you_mean(ann.category, category_ids)
+        raise CocoWriteError(
+            f"category_ids: no id for category '{ann.category}' of '{ann.uid}'{hint}; known: {sorted(category_ids)}"
+        )
+    size = [int(s) for s in ann.rle["size"]]  # type: ignore[attr-defined]
+    if size != [height, width]:
+        raise CocoWriteError(f"annotation '{ann.uid}': RLE size {size} does not match the image [{height}, {width}]")
+    counts = ann.rle["counts"]
+    T = np.asarray(ann.T_cam_obj, dtype=np.float64)
+    return {
+        "image_id": int(image_id),
+        "category_id": int(category_ids[ann.category]),
+        "bbox": _floats(ann.bbox_visible if ann.bbox_visible is not None else (0.0, 0.0, 0.0, 0.0)),
+        "area": int(ann.px_count_visible),
+        "segmentation": {"size": size, "counts": counts.decode("ascii") if isinstance(counts, bytes) else str(counts)},
+        "iscrowd": 0,
+        "instance_id": int(ann.instance_id),
+        "uid": ann.uid,
+        "bbox_amodal": None if ann.bbox_amodal is None else _floats(ann.bbox_amodal),
+        "truncation": _f(ann.truncation),
+        "visibility": _opt(ann.visibility),
+        "px_count_visible": int(ann.px_count_visible),
+        "px_count_unoccluded": None if ann.px_count_unoccluded is None else int(ann.px_count_unoccluded),
+        "pose": {
+            "T_cam_obj": _floats(T),
+            "quaternion_xyzw": _floats(ann.quaternion_xyzw),
+            "translation_m": _floats(T[:3, 3]),
+        },
+        "bbox3d_size_m": _floats(ann.bbox3d_size),
+        "bbox3d_center_m": _floats(ann.bbox3d_center),
+        "flags": [str(f) for f in ann.flags],
+    }
+
+
+def frame_record(
+    frame_index: int,
+    scene_index: int,
+    file_name: str,
+    annotations: Sequence[ObjectAnnotation],
+    category_ids: Mapping[str, int],
+    *,
+    depth_file: str | None,
+    instance_file: str | None,
+    K: np.ndarray,
+    T_world_cam: np.ndarray,
+    width: int,
+    height: int,
+) -> dict[str, Any]:
+    """One frame's line of a COCO fragment: ``{"image": {...}, "annotations": [...]}``.
+
+    The image id is ``frame_index + 1``; annotations carry no ``"id"`` yet (:func:`write_coco`
+    numbers them). Every float is rounded to :data:`FLOAT_DECIMALS` decimals. The result is plain,
+    JSON-serializable data.
+
+    Args:
+        frame_index: Global frame index (0-based).
+        scene_index: Index of the scene the frame belongs to.
+        file_name: RGB image path relative to the dataset root, e.g. ``"images/000000.png"``.
+        annotations: The frame's annotations, as :func:`simgen.labels.annotate` returns them.
+        category_ids: Category name -> COCO category id.
+        depth_file: Depth PNG path relative to the dataset root, or ``None`` when not written.
+        instance_file: Instance-id PNG path relative to the dataset root, or ``None``.
+        K: (3, 3) intrinsics.
+        T_world_cam: (4, 4) camera pose in the world (OpenCV axes).
+        width: Image width in pixels.
+        height: Image height in pixels.
+
+    Returns:
+        The record.
+
+    Raises:
+        CocoWriteError: A negative index, an unknown category, a mask of the wrong size or a
+            non-finite number.
+    """
+    if frame_index < 0 or scene_index < 0:
+        raise CocoWriteError(f"frame_index and scene_index must be >= 0, got {frame_index} and {scene_index}")
+    image_id = int(frame_index) + 1
+    image = {
+        "id": image_id,
+        "file_name": str(file_name),
+        "width": int(width),
+        "height": int(height),
+        "frame_index": int(frame_index),
+        "scene_index": int(scene_index),
+        "depth_file": depth_file,
+        "instance_file": instance_file,
+        "K": _floats(K),
+        "T_world_cam": _floats(T_world_cam),
+    }
+    anns = [annotation_record(a, image_id, category_ids, int(width), int(height)) for a in annotations]
+    return {"image": image, "annotations": anns}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+
+
+class _FragmentIndex:
+    """Frame index and byte offset of every line of every fragment, in compact arrays."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        frames = array("q")
+        fragment = array("q")
+        offsets = array("q")
+        for k, path in enumerate(self.paths):
+            offset = 0
+            with open(path, "rb") as fh:
+                for lineno, raw in enumerate(fh, start=1):
+                    if not raw.endswith(b"\n"):
+                        raise CocoWriteError(f"{path}:{lineno}: torn last line (no newline); the shard is not finished")
+                    if raw.strip():
+                        frames.append(_parse(raw, path, lineno)["image"]["frame_index"])
+                        fragment.append(k)
+                        offsets.append(offset)
+                    offset += len(raw)
+        order = np.argsort(np.array(frames, dtype=np.int64), kind="stable")
+        self.frames = np.array(frames, dtype=np.int64)[order]
+        self.fragment = np.array(fragment, dtype=np.int64)[order]
+        self.offsets = np.array(offsets, dtype=np.int64)[order]
+        dup = np.flatnonzero(np.diff(self.frames) == 0)
+        if dup.size:
+            i = int(dup[0])
+            a, b = self.paths[int(self.fragment[i])], self.paths[int(self.fragment[i + 1])]
+            raise CocoWriteError(f"frame {int(self.frames[i])} appears twice (in {a} and {b})")
+
+    def __len__(self) -> int:
+        return int(self.frames.size)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record, parsed, in frame order (a few files open at a time)."""
+        handles: dict[int, Any] = {}
+        try:
+            for k, offset in zip(self.fragment.tolist(), self.offsets.tolist(), strict=True):
+                fh = handles.get(k)
+                if fh is None:
+                    if len(handles) >= _MAX_OPEN:
+                        handles.pop(next(iter(handles))).close()
+                    fh = handles[k] = open(self.paths[k], "rb")  # noqa: SIM115 - closed below
+                fh.seek(offset)
+                yield _parse(fh.readline(), self.paths[k], None)
+        finally:
+            for fh in handles.values():
+                fh.close()
+
+
+def _parse(raw: bytes, path: Path, lineno: int | None) -> dict[str, Any]:
+    where = f"{path}:{lineno}" if lineno is not None else str(path)
+    try:
+        rec = json.loads(raw)
+    except ValueError as exc:
+        raise CocoWriteError(f"{where}: not a JSON line ({exc})") from exc
+    if not (isinstance(rec, dict) and isinstance(rec.get("image"), dict) and isinstance(rec.get("annotations"), list)):
+        raise CocoWriteError(f"{where}: expected {{'image': {{...}}, 'annotations': [...]}} as frame_record writes")
+    if not isinstance(rec["image"].get("frame_index"), int) or "id" not in rec["image"]:
+        raise CocoWriteError(f"{where}: the image has no integer 'frame_index' or no 'id'")
+    return rec
+
+
+def write_coco(
+    out_path: str | os.PathLike[str],
+    fragment_paths: Sequence[str | os.PathLike[str]],
+    categories: Sequence[Mapping[str, Any]],
+    info: Mapping[str, Any],
+) -> dict[str, int]:
+    """Merge COCO fragments into one COCO file, streaming, atomically and byte-deterministically.
+
+    Frames are written in ``frame_index`` order whatever their order within or across fragments;
+    annotation ids run 1, 2, ... in that order. Memory holds only a (frame, offset) index, about 24
+    bytes a frame. The file appears under ``out_path`` only once complete (temporary name, fsync,
+    rename).
+
+    Args:
+        out_path: The COCO file to write.
+        fragment_paths: JSONL fragments of :func:`frame_record` lines (in shard order; any order works).
+        categories: COCO categories, ``[{"id": 1, "name": ..., "supercategory": ...}, ...]``.
+        info: The COCO ``info`` object.
+
+    Returns:
+        Counts: ``images``, ``annotations``, ``categories``, ``images_without_annotations`` and
+        ``flagged_annotations`` (annotations with non-empty ``flags``).
+
+    Raises:
+        CocoWriteError: A torn or malformed line, a frame present twice, an annotation whose image
+            or category is unknown.
+    """
+    out = Path(out_path)
+    index = _FragmentIndex([Path(p) for p in fragment_paths])
+    category_ids = {int(c["id"]) for c in categories}
+    if len(category_ids) != len(categories):
+        raise CocoWriteError(f"categories: ids must be unique, got {[c['id'] for c in categories]}")
+    stats = {"images": 0, "annotations": 0, "categories": len(categories), "images_without_annotations": 0}
+    stats["flagged_annotations"] = 0
+    with atomic_open(out, "w") as fh:
+        fh.write(f'{{"info":{_dumps(dict(info))},"licenses":[],"categories":{_dumps([dict(c) for c in categories])}')
+        fh.write(',"images":[')
+        for rec in index.records():
+            image = rec["image"]
+            if image["id"] != image["frame_index"] + 1:
+                raise CocoWriteError(f"frame {image['frame_index']}: image id {image['id']} is not frame_index + 1")
+            fh.write(("\n" if stats["images"] == 0 else ",\n") + _dumps(image))
+            stats["images"] += 1
+            stats["images_without_annotations"] += not rec["annotations"]
+        fh.write("\n" if stats["images"] else "")
+        fh.write('],"annotations":[')
+        for rec in index.records():
+            image_id = rec["image"]["id"]
+            for ann in rec["annotations"]:
+                if ann.get("image_id") != image_id:
+                    raise CocoWriteError(
+                        f"frame {rec['image']['frame_index']}: annotation image_id {ann.get('image_id')} != {image_id}"
+                    )
+                if ann.get("category_id") not in category_ids:
+                    raise CocoWriteError(
+                        f"frame {rec['image']['frame_index']}: annotation '{ann.get('uid')}' has category_id "
+                        f"{ann.get('category_id')}, not one of {sorted(category_ids)}"
+                    )
+                stats["annotations"] += 1
+                stats["flagged_annotations"] += bool(ann.get("flags"))
+                fh.write(("\n" if stats["annotations"] == 1 else ",\n") + _dumps({"id": stats["annotations"], **ann}))
+        fh.write("\n" if stats["annotations"] else "")
+        fh.write("]}\n")
+    return stats

@@ -1,0 +1,467 @@
+"""The PyBullet backend against its contract (simgen.backends.base) with both renderers.
+
+Every geometric check compares a rendered image with the pinhole model computed independently in numpy.
+EGL runs on Mesa llvmpipe where available; where the plugin cannot load, the EGL cases are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+import pytest
+
+from simgen.backends import BACKENDS, make_backend
+from simgen.backends.base import Backend
+from simgen.backends.pybullet_backend import PyBulletBackend
+from simgen.backends.pybullet_camera import box_corners, project_points
+from simgen.backends.pybullet_geometry import mesh_vertices
+from simgen.errors import AssetError, BackendUnavailable, RegistryError
+
+DATA = Path(pybullet_data.getDataPath())
+W, H = 160, 120
+K_CENTRED = [[110.0, 0.0, 80.0], [0.0, 110.0, 60.0], [0.0, 0.0, 1.0]]
+K_SHIFTED = [[131.7, 0.0, 63.3], [0.0, 97.2, 71.9], [0.0, 0.0, 1.0]]  # fx != fy, principal point off-centre
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Iterator[PyBulletBackend]:
+    with PyBulletBackend(renderer="tiny") as backend:
+        yield backend
+
+
+@pytest.fixture(scope="module")
+def egl() -> Iterator[PyBulletBackend]:
+    try:
+        backend = PyBulletBackend(renderer="egl")
+    except BackendUnavailable as exc:
+        pytest.skip(f"EGL renderer unavailable here: {exc}")
+    with backend:
+        yield backend
+
+
+@pytest.fixture(params=["tiny", "egl"])
+def backend(request: pytest.FixtureRequest) -> PyBulletBackend:
+    return request.getfixturevalue(request.param)
+
+
+def look_down(x: float = 0.0, y: float = 0.0, z: float = 2.0) -> np.ndarray:
+    """A camera at (x, y, z) looking straight down (OpenCV axes: x = world x, y = world -y, z = world -z)."""
+    T = np.eye(4)
+    T[:3, :3] = [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]]
+    T[:3, 3] = [x, y, z]
+    return T
+
+
+def look_at(eye: list[float], target: list[float]) -> np.ndarray:
+    eye_a, target_a = np.asarray(eye, float), np.asarray(target, float)
+    forward = (target_a - eye_a) / np.linalg.norm(target_a - eye_a)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    T = np.eye(4)
+    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = right, down, forward, eye_a
+    return T
+
+
+def view(T: np.ndarray, K: list[list[float]] = K_CENTRED, *, width: int = W, height: int = H,
+         near: float = 0.05, far: float = 10.0, light: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "camera": {"width": width, "height": height, "K": K, "near": near, "far": far, "T_world_cam": T.tolist()}
+    }
+    out["light"] = light or {"direction": [0.3, 0.2, 0.93], "color": [1.0, 1.0, 1.0], "distance": 10.0,
+                             "ambient": 0.6, "diffuse": 0.35, "specular": 0.05, "shadows": True}
+    return out
+
+
+def obj(uid: str, *, path: Path | str | None = None, shape: dict[str, Any] | None = None,
+        position: tuple[float, float, float] = (0.0, 0.0, 0.0), orientation: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0),
+        scale: float = 1.0, color: list[float] | None = None, mass: float | None = None) -> dict[str, Any]:
+    return {
+        "uid": uid, "group": uid.split("/")[0], "asset": str(path or ""), "path": str(path) if path else None,
+        "shape": shape, "category": uid.split("/")[0], "labeled": True, "tags": [], "position": list(position),
+        "orientation": list(orientation), "scale": scale, "color": color, "mass": mass,
+    }
+
+
+def scene(objects: list[dict[str, Any]], *, ground: str = "none", table: bool = False) -> dict[str, Any]:
+    fixtures = []
+    if table:
+        fixtures.append({"uid": "table", "asset": "pybullet_data:table/table.urdf", "path": str(DATA / "table/table.urdf"),
+                         "shape": None, "position": [0.0, 0.0, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0],
+                         "scale": 1.0, "color": None})
+    return {
+        "ground": {"kind": ground, "color": None},
+        "fixtures": fixtures,
+        "objects": {o["uid"]: o for o in objects},
+        "physics": {"max_steps": 1500, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 1.0 / 240.0},
+    }
+
+
+def quat(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
+    return tuple(p.getQuaternionFromEuler([roll, pitch, yaw]))  # type: ignore[return-value]
+
+
+def mask_centroid(mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.mean() + 0.5, rows.mean() + 0.5])  # pixel centres, (0, 0) at the top-left corner
+
+
+@pytest.fixture(scope="module")
+def two_link_urdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-link body: a two-tone base (two box visuals) with an inertial offset, and a child link on a fixed joint."""
+    path = tmp_path_factory.mktemp("urdf") / "two_link.urdf"
+    path.write_text(textwrap.dedent("""\
+        <robot name="two_link">
+          <material name="red"><color rgba="1 0 0 1"/></material>
+          <material name="blue"><color rgba="0 0 1 1"/></material>
+          <link name="base">
+            <inertial><origin xyz="0.03 0.01 0" rpy="0 0 0"/><mass value="0.2"/>
+              <inertia ixx="0.001" ixy="0" ixz="0" iyy="0.001" iyz="0" izz="0.001"/></inertial>
+            <visual><origin xyz="0 0 0" rpy="0 0 0"/><geometry><box size="0.1 0.06 0.04"/></geometry>
+              <material name="red"/></visual>
+            <visual><origin xyz="0.07 0 0" rpy="0 0 0.5"/><geometry><box size="0.04 0.04 0.04"/></geometry>
+              <material name="blue"/></visual>
+            <collision><geometry><box size="0.1 0.06 0.04"/></geometry></collision>
+          </link>
+          <link name="arm">
+            <inertial><origin xyz="0 0 0"/><mass value="0.05"/>
+              <inertia ixx="0.0001" ixy="0" ixz="0" iyy="0.0001" iyz="0" izz="0.0001"/></inertial>
+            <visual><origin xyz="0 0 0.05" rpy="0 0 0"/><geometry><cylinder radius="0.01" length="0.1"/></geometry>
+              <material name="blue"/></visual>
+          </link>
+          <joint name="fix" type="fixed"><parent link="base"/><child link="arm"/>
+            <origin xyz="-0.04 0 0.02" rpy="0.3 0 0"/></joint>
+        </robot>
+        """))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- factory
+
+
+def test_make_backend_unknown_name_suggests_the_closest() -> None:
+    with pytest.raises(RegistryError, match="did you mean 'pybullet'"):
+        make_backend("pybulet")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("simgen.backends.carla") is not None, reason="the CARLA backend exists")
+def test_make_backend_carla_without_its_module_is_unavailable() -> None:
+    assert "carla" in BACKENDS
+    with pytest.raises(BackendUnavailable, match="carla"):
+        make_backend("carla")
+
+
+def test_make_backend_pybullet_follows_the_protocol() -> None:
+    backend = make_backend("pybullet", renderer="tiny")
+    try:
+        assert isinstance(backend, Backend)
+        assert backend.name == "pybullet" and backend.renderer == "tiny"
+    finally:
+        backend.close()
+    backend.close()  # idempotent
+    with pytest.raises(BackendUnavailable, match="closed"):
+        backend.build(scene([]))
+
+
+def test_unknown_renderer_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ValueError, match="did you mean 'tiny'"):
+        PyBulletBackend(renderer="tinyy")
+
+
+def test_context_manager_closes() -> None:
+    with PyBulletBackend(renderer="tiny") as backend:
+        assert backend.client_id >= 0
+    assert backend.client_id == -1
+
+
+def test_importing_backends_imports_no_simulator() -> None:
+    code = "import sys, simgen.backends; assert 'pybullet' not in sys.modules, 'pybullet imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_egl_auto_and_quiet_stdout() -> None:
+    """With EGL, nothing reaches stdout: not on load, not on the first frames, not on close or at exit."""
+    code = textwrap.dedent("""
+        import json, sys
+        from simgen.backends import make_backend
+        state, cam = json.loads(sys.stdin.read())
+        b = make_backend("pybullet", renderer="auto")
+        print("renderer=" + b.renderer, flush=True)
+        b.build(state)
+        b.render(cam)
+        b.close()
+        b2 = make_backend("pybullet", renderer="auto")  # never closed: the exit path must be quiet too
+        b2.build(state)
+        b2.render(cam)
+    """)
+    payload = json.dumps([scene([obj("cube/0", path=DATA / "cube_small.urdf")]), view(look_down())])
+    out = subprocess.run([sys.executable, "-c", code], input=payload, check=True, capture_output=True, text=True).stdout
+    assert out.strip() in ("renderer=egl", "renderer=tiny"), out
+
+
+# ---------------------------------------------------------------------------------------------- projection
+
+
+@pytest.mark.parametrize("K", [K_CENTRED, K_SHIFTED], ids=["centred", "shifted-fx-ne-fy"])
+def test_projection_matches_the_pinhole_model(backend: PyBulletBackend, K: list[list[float]]) -> None:
+    """A thin plate parallel to the image: its mask centroid is the projection of its centre, its depth is known."""
+    sizes = (0.3, 0.2, 0.004)
+    centre = np.array([0.06, -0.04, 0.5])
+    plate = obj("plate/0", shape={"shape": "box", "size": list(sizes)}, position=tuple(centre),
+                orientation=quat(0.0, 0.0, 0.4))
+    backend.build(scene([plate]))
+    T = look_down(z=2.0)
+    frame = backend.render(view(T, K))
+    mask = frame.instance_ids == 1
+    front = centre + np.array([0.0, 0.0, sizes[2] / 2])
+    uv, z = project_points(np.asarray(K), T, front[None])
+    err = mask_centroid(mask) - uv[0]
+    assert np.abs(err).max() < 0.25, f"{backend.renderer}: centroid off by {err} px"
+    expected_area = K[0][0] * K[1][1] * sizes[0] * sizes[1] / z[0] ** 2
+    assert mask.sum() == pytest.approx(expected_area, rel=0.03)
+    assert np.median(frame.depth_m[mask]) == pytest.approx(z[0], abs=1e-3)
+    assert np.percentile(np.abs(frame.depth_m[mask] - z[0]), 90) < 1e-3
+    # Nothing else was hit: depth 0 and instance 0 there; types as the contract says.
+    assert np.all(frame.depth_m[~mask] == 0) and np.all(frame.instance_ids[~mask] == 0)
+    assert frame.rgb.shape == (H, W, 3) and frame.rgb.dtype == np.uint8
+    assert frame.depth_m.dtype == np.float32 and frame.instance_ids.dtype == np.uint16
+    assert frame.K.dtype == np.float64 and frame.T_world_cam.dtype == np.float64
+    np.testing.assert_array_equal(frame.K, K)
+
+
+def test_egl_refuses_images_it_would_upsample(egl: PyBulletBackend) -> None:
+    assert egl.max_resolution == (1024, 768)
+    with pytest.raises(BackendUnavailable, match="1024x768"):
+        egl.render(view(look_down(), width=1280, height=960))
+
+
+# ---------------------------------------------------------------------------------------------- build, boxes, frames
+
+
+def test_boxes_poses_and_masks_agree(backend: PyBulletBackend, two_link_urdf: Path) -> None:
+    """Each object's projected 3D box encloses its mask; poses are the asset's own (link) frame, not the COM."""
+    objects = [
+        obj("duck/0", path=DATA / "duck_vhacd.urdf", position=(-0.25, -0.15, 0.1), orientation=quat(0.4, 0.2, 1.0),
+            scale=2.0),  # URDF whose inertial frame is offset from its link frame
+        obj("rock/0", path=DATA / "random_urdfs/000/000.urdf", position=(0.0, -0.15, 0.1),
+            orientation=quat(1.0, 0.3, 0.2), scale=1.5),
+        obj("cube/0", path=DATA / "cube_small.urdf", position=(0.25, -0.15, 0.1), orientation=quat(0.0, 0.0, 0.3),
+            scale=2.0),
+        obj("mesh/0", path=DATA / "duck.obj", position=(-0.25, 0.15, 0.1), orientation=quat(1.5, 0.0, 0.5),
+            scale=0.1),  # a bare .obj: mesh frame is the pose, inertial frame at its box centre
+        obj("cyl/0", shape={"shape": "cylinder", "radius": 0.04, "length": 0.12}, position=(0.0, 0.15, 0.1),
+            orientation=quat(0.7, 0.4, 0.0)),
+        obj("two/0", path=two_link_urdf, position=(0.25, 0.15, 0.1), orientation=quat(0.2, 0.6, 0.9), scale=1.5),
+        obj("cap/0", shape={"shape": "capsule", "radius": 0.03, "length": 0.08}, position=(0.05, 0.0, 0.1),
+            orientation=quat(0.0, 1.2, 0.3)),
+    ]
+    backend.build(scene(objects))
+    T = look_at([0.3, -0.6, 0.9], [0.0, 0.0, 0.1])
+    frame = backend.render(view(T))
+    infos = {o.uid: o for o in frame.objects}
+    assert [o.instance_id for o in frame.objects] == list(range(1, len(objects) + 1))
+    assert set(np.unique(frame.instance_ids)) == set(range(len(objects) + 1))
+    for spec in objects:
+        info = infos[spec["uid"]]
+        pose = frame.object_poses[info.instance_id]
+        np.testing.assert_allclose(pose[:3, 3], spec["position"], atol=1e-9)
+        np.testing.assert_allclose(pose[:3, :3], np.reshape(p.getMatrixFromQuaternion(spec["orientation"]), (3, 3)),
+                                   atol=1e-6)  # getMatrixFromQuaternion works in float32
+        corners = box_corners(info.bbox3d_center, info.bbox3d_size) @ pose[:3, :3].T + pose[:3, 3]
+        uv, z = project_points(frame.K, frame.T_world_cam, corners)
+        assert np.all(z > 0)
+        rows, cols = np.nonzero(frame.instance_ids == info.instance_id)
+        assert len(rows) > 30, info.uid
+        tol = 0.5  # a pixel is drawn when its centre is covered; allow half a pixel for rasterization rules
+        assert cols.min() + 0.5 >= uv[:, 0].min() - tol and cols.max() + 0.5 <= uv[:, 0].max() + tol, info.uid
+        assert rows.min() + 0.5 >= uv[:, 1].min() - tol and rows.max() + 0.5 <= uv[:, 1].max() + tol, info.uid
+        # ... and is not much larger than the mask's own extent (a frame offset would show up here too).
+        assert (cols.max() - cols.min() + 1) > 0.6 * np.ptp(uv[:, 0]), info.uid
+        assert (rows.max() - rows.min() + 1) > 0.6 * np.ptp(uv[:, 1]), info.uid
+
+    duck = mesh_vertices(DATA / "duck.obj")
+    assert duck is not None
+    duck_centre = (duck.min(axis=0) + duck.max(axis=0)) / 2
+    np.testing.assert_allclose(infos["duck/0"].bbox3d_center, duck_centre * 0.05 * 2.0, atol=1e-9)
+    np.testing.assert_allclose(infos["duck/0"].bbox3d_size, np.ptp(duck, axis=0) * 0.05 * 2.0, atol=1e-9)
+    np.testing.assert_allclose(infos["mesh/0"].bbox3d_center, duck_centre * 0.1, atol=1e-9)
+    np.testing.assert_allclose(infos["cube/0"].bbox3d_size, [0.1, 0.1, 0.1], atol=1e-6)
+    np.testing.assert_allclose(infos["cyl/0"].bbox3d_size, [0.08, 0.08, 0.12], atol=1e-12)
+    np.testing.assert_allclose(infos["cap/0"].bbox3d_size, [0.06, 0.06, 0.14], atol=1e-12)
+    # two_link: base box [-0.05, 0.05] x ..., the rotated blue cube reaches 0.07 + 0.02 * (cos .5 + sin .5) in x.
+    reach = 0.07 + 0.02 * (math.cos(0.5) + math.sin(0.5))
+    assert infos["two/0"].bbox3d_center[0] - infos["two/0"].bbox3d_size[0] / 2 == pytest.approx(-0.05 * 1.5, abs=1e-6)
+    assert infos["two/0"].bbox3d_center[0] + infos["two/0"].bbox3d_size[0] / 2 == pytest.approx(reach * 1.5, abs=1e-6)
+    assert infos["duck/0"].asset == str(DATA / "duck_vhacd.urdf") and infos["duck/0"].category == "duck"
+
+
+def test_same_mesh_at_two_scales_renders_at_both(backend: PyBulletBackend) -> None:
+    """EGL caches meshes by file name, ignoring scale; the backend must defeat that cache."""
+    objects = [
+        obj("cube/0", path=DATA / "cube_small.urdf", position=(-0.2, 0.0, 0.0), scale=2.0),
+        obj("cube/1", path=DATA / "cube_small.urdf", position=(0.2, 0.0, 0.0), scale=4.0),
+        obj("cube/2", path=DATA / "cube_small.urdf", position=(0.0, 0.25, 0.0), scale=2.0),
+    ]
+    backend.build(scene(objects))
+    frame = backend.render(view(look_down(z=2.0)))
+    small, large, small_again = (int((frame.instance_ids == i).sum()) for i in (1, 2, 3))
+    assert large / small == pytest.approx(4.0, rel=0.15)
+    assert abs(small_again - small) <= 0.1 * small
+    np.testing.assert_allclose([o.bbox3d_size[0] for o in frame.objects], [0.1, 0.2, 0.1], atol=1e-6)
+
+
+def test_colour_mass_ground_and_fixture(tiny: PyBulletBackend) -> None:
+    objects = [obj("cube/0", path=DATA / "cube_small.urdf", position=(0.0, 0.0, 0.8), scale=2.0,
+                   color=[1.0, 0.0, 0.0, 1.0], mass=0.7)]
+    tiny.build(scene(objects, ground="plane", table=True))
+    body = next(b for b in tiny._objects if b.instance_id == 1).body
+    assert p.getDynamicsInfo(body, -1, physicsClientId=tiny.client_id)[0] == pytest.approx(0.7)
+    frame = tiny.render(view(look_at([0.0, -1.5, 2.0], [0.0, 0.0, 0.6])))
+    cube = frame.instance_ids == 1
+    assert cube.sum() > 20
+    r, g, b = (frame.rgb[cube][:, c].astype(float).mean() for c in range(3))
+    assert r > 2 * g and r > 2 * b
+    # Ground and table are drawn (depth > 0 everywhere) but are not instances.
+    assert np.all(frame.depth_m > 0)
+    assert set(np.unique(frame.instance_ids)) == {0, 1}
+
+
+def test_build_refuses_bad_entries(tiny: PyBulletBackend, tmp_path: Path) -> None:
+    with pytest.raises(AssetError, match="needs a resolved 'path'"):
+        tiny.build(scene([obj("x/0")]))
+    stl = tmp_path / "thing.stl"
+    stl.write_bytes(b"solid x\nendsolid x\n")
+    with pytest.raises(AssetError, match=r"\.urdf or \.obj"):
+        tiny.build(scene([obj("x/0", path=stl)]))
+    with pytest.raises(AssetError, match="did you mean 'capsule'"):
+        tiny.build(scene([obj("x/0", shape={"shape": "capsul", "radius": 0.1, "length": 0.1})]))
+    with pytest.raises(AssetError, match="'radius' and 'length'"):
+        tiny.build(scene([obj("x/0", shape={"shape": "cylinder", "radius": 0.1})]))
+    with pytest.raises(AssetError, match="cannot load"):
+        tiny.build(scene([obj("x/0", path=tmp_path / "missing.urdf")]))
+
+
+def test_light_comes_from_its_direction(backend: PyBulletBackend) -> None:
+    objects = [obj("cube/0", shape={"shape": "box", "size": [0.3, 0.3, 0.3]}, position=(0.0, 0.0, 0.0))]
+    backend.build(scene(objects))
+    T = look_down(z=2.0)
+    top = {"direction": [0.0, 0.0, 1.0], "color": [1.0, 1.0, 1.0], "distance": 5.0, "ambient": 0.3, "diffuse": 0.7,
+           "specular": 0.0, "shadows": False}
+    side = {**top, "direction": [1.0, 0.0, 0.0]}
+    lit, grazed = (backend.render(view(T, light=light)) for light in (top, side))
+    mask = lit.instance_ids == 1
+    assert lit.rgb[mask].mean() > grazed.rgb[mask].mean() + 10
+
+
+# ---------------------------------------------------------------------------------------------- physics
+
+
+def _pile(two_link_urdf: Path | None = None) -> dict[str, Any]:
+    assets = ["duck_vhacd.urdf", "cube_small.urdf", "random_urdfs/000/000.urdf", "sphere_small.urdf"]
+    rng = np.random.default_rng(7)
+    objects = []
+    for i in range(8):
+        q = rng.normal(size=4)
+        objects.append(obj(f"clutter/{i}", path=DATA / assets[i % len(assets)],
+                           position=(rng.uniform(-0.15, 0.15), rng.uniform(-0.1, 0.1), 0.68 + 0.06 * i),
+                           orientation=tuple(q / np.linalg.norm(q)), scale=float(rng.uniform(0.9, 1.3))))
+    objects.append(obj("box/0", shape={"shape": "box", "size": [0.08, 0.05, 0.03]}, position=(0.05, 0.05, 1.3),
+                       color=[0.2, 0.8, 0.2, 1.0]))
+    if two_link_urdf is not None:
+        objects.append(obj("two/0", path=two_link_urdf, position=(-0.05, 0.0, 1.4), orientation=quat(0.3, 0.2, 0.1)))
+    return scene(objects, ground="plane", table=True)
+
+
+def test_settle_is_deterministic_across_builds_instances_processes_and_renderers(
+    tiny: PyBulletBackend, two_link_urdf: Path
+) -> None:
+    pile = _pile(two_link_urdf)
+    tiny.build(pile)
+    first = tiny.settle()
+    assert first["at_rest"] and 0 < first["steps"] < 1500
+    assert list(first["poses"]) == list(pile["objects"])
+    assert all(len(v) == 7 and all(isinstance(x, float) for x in v) for v in first["poses"].values())
+
+    other = _pile()
+    other["objects"]["box/0"]["position"] = [0.0, 0.0, 0.9]
+    tiny.build(other)
+    tiny.settle()
+    tiny.build(pile)
+    assert tiny.settle() == first, "a previous build leaked into this one"
+
+    with PyBulletBackend(renderer="tiny") as fresh:
+        fresh.build(pile)
+        assert fresh.settle() == first
+
+    code = textwrap.dedent("""
+        import json, sys
+        from simgen.backends.pybullet_backend import PyBulletBackend
+        with PyBulletBackend(renderer="tiny") as b:
+            b.build(json.loads(sys.stdin.read()))
+            print(json.dumps(b.settle()))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(pile), check=True, capture_output=True,
+                          text=True)
+    assert json.loads(done.stdout) == first  # JSON keeps every float's repr, so this is bit-exact
+
+    try:
+        egl = PyBulletBackend(renderer="egl")
+    except BackendUnavailable:
+        return
+    with egl:
+        egl.build(pile)
+        assert egl.settle() == first, "the renderer changed the physics"
+
+
+# ---------------------------------------------------------------------------------------------- visibility
+
+
+def _physics_snapshot(backend: PyBulletBackend) -> list[Any]:
+    cid = backend.client_id
+    bodies = [p.getBodyUniqueId(i, physicsClientId=cid) for i in range(p.getNumBodies(physicsClientId=cid))]
+    return [(p.getBasePositionAndOrientation(b, physicsClientId=cid), p.getBaseVelocity(b, physicsClientId=cid))
+            for b in bodies]
+
+
+def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two_link_urdf: Path) -> None:
+    pile = _pile(two_link_urdf)
+    backend.build(pile)
+    settled = backend.settle()
+    cam = view(look_at([0.35, -0.45, 1.25], [0.0, 0.0, 0.65]))
+    before = _physics_snapshot(backend)
+    plain = backend.render(cam)
+    frame = backend.render(cam, visibility=True)
+    assert _physics_snapshot(backend) == before, "visibility renders changed the physics state"
+    again = backend.render(cam)
+    np.testing.assert_array_equal(again.rgb, plain.rgb)  # colours and bodies are back
+    np.testing.assert_array_equal(again.instance_ids, plain.instance_ids)
+    np.testing.assert_array_equal(frame.instance_ids, plain.instance_ids)
+    assert frame.unoccluded_px is not None and plain.unoccluded_px is None
+    assert set(frame.unoccluded_px) == {o.instance_id for o in frame.objects}
+    visible = np.bincount(frame.instance_ids.ravel(), minlength=len(frame.objects) + 1)
+    assert all(frame.unoccluded_px[i] >= visible[i] for i in frame.unoccluded_px)
+    assert any(frame.unoccluded_px[i] > visible[i] for i in frame.unoccluded_px), "nothing is occluded: weak test"
+    assert 0 < frame.meta["visibility_renders"] <= len(frame.objects)
+
+    # The grouped renders must give what each object shows when it is alone in the world.
+    for uid, pose in settled["poses"].items():
+        alone = obj(uid, path=pile["objects"][uid]["path"], shape=pile["objects"][uid]["shape"],
+                    position=tuple(pose[:3]), orientation=tuple(pose[3:]), scale=pile["objects"][uid]["scale"])
+        backend.build(scene([alone]))
+        solo = backend.render(cam)
+        instance_id = list(pile["objects"]).index(uid) + 1
+        assert abs(int((solo.instance_ids == 1).sum()) - frame.unoccluded_px[instance_id]) <= 1, uid

@@ -1,0 +1,328 @@
+"""The maths of the validators as pure functions on feature matrices (numpy in, floats out).
+
+Every function here works on features: rows are samples, columns are feature dimensions. Image
+features (Inception pool3), encoded tabular rows and sentence embeddings all go through the same
+functions. Nothing here draws from a global random state: whatever is random takes a
+``numpy.random.Generator`` argument.
+
+References:
+    Heusel et al. 2017, "GANs trained by a two time-scale update rule converge to a local Nash
+    equilibrium" (FID). Binkowski et al. 2018, "Demystifying MMD GANs" (KID). Naeem et al. 2020,
+    "Reliable fidelity and diversity metrics for generative models" (precision, recall, density,
+    coverage). Gretton et al. 2012, "A kernel two-sample test" (MMD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BootstrapResult",
+    "bootstrap_ci",
+    "fid",
+    "frechet_distance",
+    "gaussian_stats",
+    "kid",
+    "mmd_rbf",
+    "pairwise_distances",
+    "polynomial_kernel",
+    "prdc",
+]
+
+
+def _as_features(x: np.ndarray, name: str, *, min_rows: int = 2) -> np.ndarray:
+    """Check that ``x`` is a finite 2-D matrix with at least ``min_rows`` rows; return it as float64."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (samples, features) array, got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _same_width(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"both feature sets need the same width, got {x.shape[1]} and {y.shape[1]}")
+
+
+def gaussian_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of ``x``.
+
+    Args:
+        x: Features, shape (n, d), n >= 2.
+
+    Returns:
+        ``(mu, sigma)`` with shapes (d,) and (d, d).
+    """
+    x = _as_features(x, "x")
+    return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues clipped)."""
+    w, v = np.linalg.eigh((a + a.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet (2-Wasserstein squared) distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1^½ sigma2 sigma1^½)^½)``. The trace term
+    is computed from the eigenvalues of the symmetric matrix ``sigma1^½ sigma2 sigma1^½``, which has
+    the same spectrum as ``sigma1 sigma2`` but is symmetric PSD, so no complex parts appear (the
+    ``scipy.linalg.sqrtm`` route needs an epsilon and discards imaginary residue). Singular
+    covariances (fewer samples than dimensions) are handled exactly.
+
+    Args:
+        mu1: Mean of the first Gaussian, shape (d,).
+        sigma1: Covariance of the first Gaussian, shape (d, d).
+        mu2: Mean of the second Gaussian, shape (d,).
+        sigma2: Covariance of the second Gaussian, shape (d, d).
+
+    Returns:
+        The distance, clipped at 0 against round-off.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    for name, v in (("mu2", mu2),):
+        if v.shape != (d,):
+            raise ValueError(f"{name} must have shape ({d},) like mu1, got {v.shape}")
+    for name, s in (("sigma1", s1), ("sigma2", s2)):
+        if s.shape != (d, d):
+            raise ValueError(f"{name} must have shape ({d}, {d}), got {s.shape}")
+    root1 = _psd_sqrt(s1)
+    middle = root1 @ s2 @ root1
+    eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
+    tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    return max(value, 0.0)
+
+
+def fid(x: np.ndarray, y: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID when the features are Inception's).
+
+    When there are fewer samples than dimensions (the common case with 2048-d features), the trace
+    term is computed in sample space: with centred data ``A`` (n1, d) and ``B`` (n2, d),
+    ``tr((S1 S2)^½)`` is the nuclear norm of ``A Bᵀ / sqrt((n1-1)(n2-1))``. That is exact, cheap
+    (an n1 x n2 SVD instead of two d x d eigendecompositions) and stable.
+
+    Args:
+        x: Features of the first set, shape (n1, d), n1 >= 2.
+        y: Features of the second set, shape (n2, d), n2 >= 2.
+
+    Returns:
+        The Fréchet distance, >= 0.
+    """
+    x, y = _as_features(x, "x"), _as_features(y, "y")
+    _same_width(x, y)
+    n1, n2, d = x.shape[0], y.shape[0], x.shape[1]
+    mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
+    if min(n1, n2) >= d:
+        return frechet_distance(mu1, np.cov(x, rowvar=False), mu2, np.cov(y, rowvar=False))
+    a, b = x - mu1, y - mu2
+    tr1 = float((a * a).sum()) / (n1 - 1)
+    tr2 = float((b * b).sum()) / (n2 - 1)
+    cross = (a @ b.T) / np.sqrt((n1 - 1) * (n2 - 1))
+    tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum())
+    diff = mu1 - mu2
+    return max(float(diff @ diff + tr1 + tr2 - 2.0 * tr_covmean), 0.0)
+
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
+                      coef0: float = 1.0) -> np.ndarray:  # fmt: skip
+    """``(gamma <x, y> + coef0) ** degree``, with ``gamma = 1 / d`` by default (KID's kernel)."""
+    g = 1.0 / x.shape[1] if gamma is None else gamma
+    return (g * (x @ y.T) + coef0) ** degree
+
+
+def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD² estimate from the three kernel matrices (diagonals of kxx and kyy excluded)."""
+    m, n = kxx.shape[0], kyy.shape[0]
+    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+    return float(sxx + syy - 2.0 * kxy.mean())
+
+
+def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int = 100, subset_size: int = 1000,
+        degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> tuple[float, float]:  # fmt: skip
+    """Kernel Inception Distance: the unbiased polynomial-kernel MMD², averaged over random subsets.
+
+    Each subset draws ``min(subset_size, n_x, n_y)`` rows of each set without replacement from
+    ``rng``, so the same generator state gives the same value.
+
+    Args:
+        x: Features of the first set, shape (n1, d).
+        y: Features of the second set, shape (n2, d).
+        rng: The generator the subsets are drawn from (required: there is no hidden seed).
+        subsets: How many subsets to average.
+        subset_size: Rows per subset (capped at the smaller set's size).
+        degree: Polynomial degree.
+        gamma: Kernel scale, ``1 / d`` when None.
+        coef0: Kernel offset.
+
+    Returns:
+        ``(mean, std)`` of the subset estimates.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if subsets < 1:
+        raise ValueError(f"subsets must be >= 1, got {subsets}")
+    if subset_size < 2:
+        raise ValueError(f"subset_size must be >= 2, got {subset_size}")
+    x, y = _as_features(x, "x"), _as_features(y, "y")
+    _same_width(x, y)
+    m = min(subset_size, x.shape[0], y.shape[0])
+    values = np.empty(subsets)
+    for s in range(subsets):
+        xs = x[rng.choice(x.shape[0], m, replace=False)]
+        ys = y[rng.choice(y.shape[0], m, replace=False)]
+        kw = {"degree": degree, "gamma": gamma, "coef0": coef0}
+        values[s] = _mmd2_unbiased(polynomial_kernel(xs, xs, **kw), polynomial_kernel(ys, ys, **kw),
+                                   polynomial_kernel(xs, ys, **kw))  # fmt: skip
+    return float(values.mean()), float(values.std())
+
+
+def pairwise_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Euclidean distances between every row of ``x`` and every row of ``y``, shape (n1, n2)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sq = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    return np.sqrt(np.clip(sq, 0.0, None))
+
+
+def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None) -> float:
+    """Unbiased MMD² with a Gaussian (RBF) kernel ``exp(-||a - b||² / (2 h²))``.
+
+    Args:
+        x: Features of the first set, shape (n1, d), n1 >= 2.
+        y: Features of the second set, shape (n2, d), n2 >= 2.
+        bandwidth: The kernel width ``h``. None uses the median heuristic: the median of the
+            pairwise distances of the pooled samples (off the diagonal).
+
+    Returns:
+        The MMD² estimate (it can be slightly negative when both sets come from one distribution).
+    """
+    x, y = _as_features(x, "x"), _as_features(y, "y")
+    _same_width(x, y)
+    dxx, dyy, dxy = pairwise_distances(x, x), pairwise_distances(y, y), pairwise_distances(x, y)
+    if bandwidth is None:
+        pooled = np.concatenate([dxx[np.triu_indices_from(dxx, 1)], dyy[np.triu_indices_from(dyy, 1)], dxy.ravel()])
+        bandwidth = float(np.median(pooled))
+        if bandwidth <= 0.0:
+            positive = pooled[pooled > 0]
+            bandwidth = float(np.median(positive)) if positive.size else 1.0
+    if bandwidth <= 0.0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    scale = 2.0 * bandwidth * bandwidth
+    return _mmd2_unbiased(np.exp(-(dxx**2) / scale), np.exp(-(dyy**2) / scale), np.exp(-(dxy**2) / scale))
+
+
+def _kth_neighbour_distance(d: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row's k-th nearest neighbour in a square self-distance matrix (self excluded)."""
+    # Column 0 of the sorted row is the point itself (distance 0), so the k-th neighbour is column k.
+    return np.partition(d, k, axis=1)[:, k]
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` (Naeem et al. 2020).
+
+    Each sample gets a ball whose radius is the distance to its k-th nearest neighbour in its own set.
+
+    - precision: the fraction of fake samples inside at least one real ball;
+    - recall: the fraction of real samples inside at least one fake ball;
+    - density: how many real balls contain each fake sample, averaged and divided by ``k``
+      (1 on matched distributions; it can exceed 1);
+    - coverage: the fraction of real balls that contain at least one fake sample.
+
+    A sample is inside a ball when its distance is strictly smaller than the radius, as in the
+    authors' reference code.
+
+    Args:
+        real: Real features, shape (n_real, d), n_real > k.
+        fake: Synthetic features, shape (n_fake, d), n_fake > k.
+        k: The neighbourhood size.
+
+    Returns:
+        ``{"precision", "recall", "density", "coverage"}``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    real = _as_features(real, "real", min_rows=k + 1)
+    fake = _as_features(fake, "fake", min_rows=k + 1)
+    _same_width(real, fake)
+    real_radii = _kth_neighbour_distance(pairwise_distances(real, real), k)
+    fake_radii = _kth_neighbour_distance(pairwise_distances(fake, fake), k)
+    d_rf = pairwise_distances(real, fake)  # (n_real, n_fake)
+    inside_real = d_rf < real_radii[:, None]
+    return {
+        "precision": float(inside_real.any(axis=0).mean()),
+        "recall": float((d_rf < fake_radii[None, :]).any(axis=1).mean()),
+        "density": float(inside_real.sum(axis=0).mean() / k),
+        "coverage": float((d_rf.min(axis=1) < real_radii).mean()),
+    }
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """A statistic on the full sets and its percentile bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    n_boot: int
+
+    def as_dict(self) -> dict[str, float | int | list[float]]:
+        """The JSON form: ``{"value", "ci": [low, high], "level", "n_boot"}``."""
+        return {"value": self.value, "ci": [self.low, self.high], "level": self.level, "n_boot": self.n_boot}
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray, *,
+                 rng: np.random.Generator, n_boot: int = 100, level: float = 0.95) -> Any:  # fmt: skip
+    """Percentile bootstrap confidence interval of a two-sample statistic.
+
+    Both sets are resampled with replacement, independently, ``n_boot`` times. The interval says
+    how much the statistic would move with another draw of the same sizes from the same two
+    distributions; it does not correct the statistic's own bias (FID's grows as n shrinks).
+
+    Args:
+        statistic: ``f(x, y)`` returning a float, or a ``{name: float}`` dict (e.g. :func:`prdc`),
+            in which case every entry gets its interval from the same resamples.
+        x: First set, shape (n1, ...).
+        y: Second set, shape (n2, ...).
+        rng: The generator the resamples are drawn from.
+        n_boot: Number of resamples.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        A :class:`BootstrapResult`, or ``{name: BootstrapResult}`` for a dict statistic.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    x, y = np.asarray(x), np.asarray(y)
+    full = statistic(x, y)
+    single = not isinstance(full, dict)
+    values: dict[str, float] = {"value": float(full)} if single else {k: float(v) for k, v in full.items()}
+    stats = {k: np.empty(n_boot) for k in values}
+    for b in range(n_boot):
+        out = statistic(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+        for k in values:
+            stats[k][b] = float(out) if single else float(out[k])
+    alpha = (1.0 - level) / 2.0
+    results = {}
+    for k, v in values.items():
+        low, high = np.quantile(stats[k], [alpha, 1.0 - alpha])
+        results[k] = BootstrapResult(v, float(low), float(high), level, n_boot)
+    return results["value"] if single else results
