@@ -2,7 +2,8 @@
 
 Conventions, fixed for every backend:
 
-* Camera frame is OpenCV's: x right, y down, z forward. ``K`` is the 3x3 pinhole matrix in pixels.
+* Camera frame is OpenCV's: x right, y down, z forward. ``K`` is the 3x3 pinhole matrix in pixels,
+  with pixel column ``i`` covering ``[i, i + 1)`` (so a centred principal point is ``cx = W / 2``).
 * ``T_world_cam`` maps camera coordinates to world coordinates (camera pose in the world).
 * Poses are 4x4 float64 matrices in metres; ``T_world_obj`` maps object coordinates to world.
 * ``depth_m`` is the z-depth along the optical axis in metres, ``0`` where nothing was hit.
@@ -53,6 +54,8 @@ class FrameBuffers:
         object_poses: ``instance_id -> T_world_obj`` (4, 4) for every object in ``objects``.
         unoccluded_px: ``instance_id -> pixel count`` of each object rendered alone (no occluders),
             or ``None`` when visibility fractions were not asked for.
+        unoccluded_masks: ``instance_id -> bool (H, W) mask`` of each object rendered alone (its full
+            silhouette, what BOP calls ``mask/``), or ``None`` when visibility was not asked for.
     """
 
     rgb: np.ndarray
@@ -63,6 +66,7 @@ class FrameBuffers:
     objects: list[ObjectInfo]
     object_poses: dict[int, np.ndarray]
     unoccluded_px: dict[int, int] | None = None
+    unoccluded_masks: dict[int, np.ndarray] | None = None
     meta: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -10,9 +10,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from simgen.errors import SimgenError
+from simgen.labels import rle_decode
 
 COCO_FILE = "annotations.coco.json"
 
@@ -81,7 +81,7 @@ def draw_frame(root: Path, image: dict[str, Any], anns: list[dict[str, Any]], na
     colors = _palette(len(anns))
     overlay = rgb.copy()
     for ann, color in zip(anns, colors, strict=False):
-        m = mask_utils.decode(ann["segmentation"]).astype(bool)
+        m = rle_decode(ann["segmentation"]).astype(bool)
         overlay[m] = color
     out = cv2.addWeighted(rgb, 0.55, overlay, 0.45, 0)
     for ann, color in zip(anns, colors, strict=False):

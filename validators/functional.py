@@ -27,10 +27,16 @@ __all__ = [
     "frechet_distance",
     "gaussian_stats",
     "kid",
+    "kid_from_kernel",
+    "median_bandwidth",
+    "mmd2_unbiased",
     "mmd_rbf",
+    "mmd_rbf_from_distances",
     "pairwise_distances",
     "polynomial_kernel",
     "prdc",
+    "prdc_bootstrap",
+    "prdc_from_distances",
 ]
 
 
@@ -151,12 +157,58 @@ def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
     return float(sxx + syy - 2.0 * kxy.mean())
 
 
+def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD² from the kernel matrices within and between two samples (diagonals excluded)."""
+    m, n = kxx.shape[0], kyy.shape[0]
+    if m < 2 or n < 2:
+        raise ValueError(f"the unbiased MMD needs at least 2 samples per set, got {m} and {n}")
+    return _mmd2_unbiased(kxx, kyy, kxy)
+
+
+def _check_rng(rng: object) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+
+
+def kid_from_kernel(kernel: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray, *, rng: np.random.Generator,
+                    subsets: int = 100, subset_size: int = 1000) -> tuple[float, float]:  # fmt: skip
+    """KID from a precomputed kernel matrix over pooled samples.
+
+    Args:
+        kernel: Kernel values between all pooled samples, shape (N, N).
+        idx_x: Rows of ``kernel`` that form the first set (repeats allowed, as in a bootstrap).
+        idx_y: Rows that form the second set.
+        rng: Generator of the subset draws.
+        subsets: Number of subsets.
+        subset_size: Rows per subset (capped at the smaller set).
+
+    Returns:
+        ``(mean, std)`` of the subset estimates.
+    """
+    _check_rng(rng)
+    if subsets < 1:
+        raise ValueError(f"subsets must be >= 1, got {subsets}")
+    if subset_size < 2:
+        raise ValueError(f"subset_size must be >= 2, got {subset_size}")
+    idx_x, idx_y = np.asarray(idx_x), np.asarray(idx_y)
+    m = min(subset_size, len(idx_x), len(idx_y))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {len(idx_x)} and {len(idx_y)}")
+    values = np.empty(subsets)
+    for s in range(subsets):
+        xs = idx_x[rng.choice(len(idx_x), m, replace=False)]
+        ys = idx_y[rng.choice(len(idx_y), m, replace=False)]
+        values[s] = _mmd2_unbiased(kernel[np.ix_(xs, xs)], kernel[np.ix_(ys, ys)], kernel[np.ix_(xs, ys)])
+    return float(values.mean()), float(values.std())
+
+
 def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> tuple[float, float]:  # fmt: skip
     """Kernel Inception Distance: the unbiased polynomial-kernel MMD², averaged over random subsets.
 
     Each subset draws ``min(subset_size, n_x, n_y)`` rows of each set without replacement from
-    ``rng``, so the same generator state gives the same value.
+    ``rng``, so the same generator state gives the same value. The kernel matrix of the pooled
+    samples is computed once and indexed per subset.
 
     Args:
         x: Features of the first set, shape (n1, d).
@@ -171,23 +223,14 @@ def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int 
     Returns:
         ``(mean, std)`` of the subset estimates.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if subsets < 1:
-        raise ValueError(f"subsets must be >= 1, got {subsets}")
-    if subset_size < 2:
-        raise ValueError(f"subset_size must be >= 2, got {subset_size}")
+    _check_rng(rng)
     x, y = _as_features(x, "x"), _as_features(y, "y")
     _same_width(x, y)
-    m = min(subset_size, x.shape[0], y.shape[0])
-    values = np.empty(subsets)
-    for s in range(subsets):
-        xs = x[rng.choice(x.shape[0], m, replace=False)]
-        ys = y[rng.choice(y.shape[0], m, replace=False)]
-        kw = {"degree": degree, "gamma": gamma, "coef0": coef0}
-        values[s] = _mmd2_unbiased(polynomial_kernel(xs, xs, **kw), polynomial_kernel(ys, ys, **kw),
-                                   polynomial_kernel(xs, ys, **kw))  # fmt: skip
-    return float(values.mean()), float(values.std())
+    z = np.concatenate([x, y])
+    kernel = polynomial_kernel(z, z, degree=degree, gamma=gamma, coef0=coef0)
+    n1 = len(x)
+    return kid_from_kernel(kernel, np.arange(n1), np.arange(n1, len(z)), rng=rng, subsets=subsets,
+                           subset_size=subset_size)  # fmt: skip
 
 
 def pairwise_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -214,15 +257,26 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None) -> 
     _same_width(x, y)
     dxx, dyy, dxy = pairwise_distances(x, x), pairwise_distances(y, y), pairwise_distances(x, y)
     if bandwidth is None:
-        pooled = np.concatenate([dxx[np.triu_indices_from(dxx, 1)], dyy[np.triu_indices_from(dyy, 1)], dxy.ravel()])
-        bandwidth = float(np.median(pooled))
-        if bandwidth <= 0.0:
-            positive = pooled[pooled > 0]
-            bandwidth = float(np.median(positive)) if positive.size else 1.0
+        bandwidth = median_bandwidth(dxx, dyy, dxy)
+    return mmd_rbf_from_distances(dxx, dyy, dxy, bandwidth=bandwidth)
+
+
+def median_bandwidth(dxx: np.ndarray, dyy: np.ndarray, dxy: np.ndarray) -> float:
+    """The median heuristic: the median pairwise distance of the pooled samples (0s skipped if all are 0)."""
+    pooled = np.concatenate([dxx[np.triu_indices_from(dxx, 1)], dyy[np.triu_indices_from(dyy, 1)], dxy.ravel()])
+    bandwidth = float(np.median(pooled))
     if bandwidth <= 0.0:
+        positive = pooled[pooled > 0]
+        bandwidth = float(np.median(positive)) if positive.size else 1.0
+    return bandwidth
+
+
+def mmd_rbf_from_distances(dxx: np.ndarray, dyy: np.ndarray, dxy: np.ndarray, *, bandwidth: float) -> float:
+    """:func:`mmd_rbf` from precomputed distance matrices and a bandwidth."""
+    if not bandwidth > 0.0:
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
     scale = 2.0 * bandwidth * bandwidth
-    return _mmd2_unbiased(np.exp(-(dxx**2) / scale), np.exp(-(dyy**2) / scale), np.exp(-(dxy**2) / scale))
+    return mmd2_unbiased(np.exp(-(dxx**2) / scale), np.exp(-(dyy**2) / scale), np.exp(-(dxy**2) / scale))
 
 
 def _kth_neighbour_distance(d: np.ndarray, k: int) -> np.ndarray:
@@ -258,16 +312,75 @@ def prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
     real = _as_features(real, "real", min_rows=k + 1)
     fake = _as_features(fake, "fake", min_rows=k + 1)
     _same_width(real, fake)
-    real_radii = _kth_neighbour_distance(pairwise_distances(real, real), k)
-    fake_radii = _kth_neighbour_distance(pairwise_distances(fake, fake), k)
-    d_rf = pairwise_distances(real, fake)  # (n_real, n_fake)
-    inside_real = d_rf < real_radii[:, None]
+    return prdc_from_distances(pairwise_distances(real, real), pairwise_distances(fake, fake),
+                               pairwise_distances(real, fake), k=k)  # fmt: skip
+
+
+def prdc_from_distances(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray, *, k: int = 5) -> dict[str, float]:
+    """:func:`prdc` from precomputed distance matrices (real-real, fake-fake, real-fake).
+
+    The diagonal of ``d_rr`` and ``d_ff`` must be each sample's distance to itself (0).
+    """
+    _check_prdc_sizes(d_rr.shape[0], d_ff.shape[0], k)
+    return {name: float(v.mean()) for name, v in _prdc_terms(d_rr, d_ff, d_rf, k).items()}
+
+
+def _check_prdc_sizes(n_real: int, n_fake: int, k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n_real <= k or n_fake <= k:
+        raise ValueError(f"PRDC with k={k} needs more than {k} samples per set, got {n_real} and {n_fake}")
+
+
+def _prdc_terms(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-sample terms whose means are the four PRDC values (fake-indexed: precision, density)."""
+    real_radii = _kth_neighbour_distance(d_rr, k)
+    fake_radii = _kth_neighbour_distance(d_ff, k)
+    inside_real = d_rf < real_radii[:, None]  # (n_real, n_fake)
     return {
-        "precision": float(inside_real.any(axis=0).mean()),
-        "recall": float((d_rf < fake_radii[None, :]).any(axis=1).mean()),
-        "density": float(inside_real.sum(axis=0).mean() / k),
-        "coverage": float((d_rf.min(axis=1) < real_radii).mean()),
+        "precision": inside_real.any(axis=0).astype(float),
+        "recall": (d_rf < fake_radii[None, :]).any(axis=1).astype(float),
+        "density": inside_real.sum(axis=0) / k,
+        "coverage": (d_rf.min(axis=1) < real_radii).astype(float),
     }
+
+
+def prdc_bootstrap(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray, *, k: int = 5, rng: np.random.Generator,
+                   n_boot: int = 100, level: float = 0.95) -> dict[str, BootstrapResult]:  # fmt: skip
+    """PRDC with percentile bootstrap intervals, the k-NN balls held fixed.
+
+    Resampling points with replacement and recomputing k-NN radii puts duplicates at distance 0,
+    which shrinks the balls and biases every PRDC value down (coverage most). So the balls are
+    estimated once from all samples, and the bootstrap resamples the samples the four averages
+    run over (fake samples for precision and density, real ones for recall and coverage). The
+    interval covers the evaluation-sample variability, not the variability of the balls.
+
+    Args:
+        d_rr: Real-real distances (n_real, n_real).
+        d_ff: Fake-fake distances (n_fake, n_fake).
+        d_rf: Real-fake distances (n_real, n_fake).
+        k: Neighbourhood size.
+        rng: Generator of the resamples.
+        n_boot: Number of resamples.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        ``{"precision", "recall", "density", "coverage"}`` -> :class:`BootstrapResult`.
+    """
+    _check_rng(rng)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    _check_prdc_sizes(d_rr.shape[0], d_ff.shape[0], k)
+    terms = _prdc_terms(d_rr, d_ff, d_rf, k)
+    alpha = (1.0 - level) / 2.0
+    out = {}
+    for name, v in terms.items():
+        boots = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+        low, high = np.quantile(boots, [alpha, 1.0 - alpha])
+        out[name] = BootstrapResult(float(v.mean()), float(low), float(high), level, n_boot)
+    return out
 
 
 @dataclass(frozen=True)
@@ -305,8 +418,7 @@ def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarr
     Returns:
         A :class:`BootstrapResult`, or ``{name: BootstrapResult}`` for a dict statistic.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    _check_rng(rng)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot < 1:

@@ -14,6 +14,10 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
   body's scale, and ``getVisualShapeData`` then reports an empty file name. Each distinct
   ``(asset, scale)`` of a build therefore loads its files through a distinct spelling of the same path
   (``dir/./././file``), which defeats the cache without copying anything.
+* **One EGL backend per process.** The plugin keeps process-wide GL state: after a second EGL client in the
+  process is closed, the first one renders stale body transforms (and, after its next build, nothing for
+  mesh bodies). A second EGL backend is therefore refused while one is alive (``"auto"`` falls back to
+  TinyRenderer with a warning); closing one and then starting another is fine.
 * **EGL resolution.** The plugin draws into a 1024x768 window and upsamples larger requests by pixel
   repetition, so EGL renders at most 1024x768 (:attr:`PyBulletBackend.max_resolution`).
 * **EGL lighting.** Only the light direction is used; colour, ambient, diffuse and specular coefficients are
@@ -37,6 +41,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +81,10 @@ _BODY_MASK = (1 << 24) - 1  # ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX: value =
 _EGL_WARMUP_FRAMES = 2
 _MAX_PATH_SPELLING = 900  # PyBullet copies file names into 1024-byte buffers
 _IDENTITY_QUAT = (0.0, 0.0, 0.0, 1.0)
+# Physics clients of this process that run the EGL plugin (see "one EGL backend per process" above).
+_EGL_CLIENTS: set[int] = set()
+_EGL_LOCK = threading.Lock()
+_EGL_BUSY = "another EGL backend is alive in this process (the plugin supports one at a time)"
 
 
 @dataclass
@@ -120,6 +129,9 @@ def _disconnect(cid: int, quiet: bool) -> None:
     """Disconnect a physics client; the EGL plugin prints on the way out, so silence fd 1 for it."""
     with _quiet_stdout() if quiet else contextlib.nullcontext(), contextlib.suppress(p.error):
         p.disconnect(physicsClientId=cid)
+    if quiet:
+        with _EGL_LOCK:
+            _EGL_CLIENTS.discard(cid)
 
 
 def _mesa_cache_dir() -> str:
@@ -178,7 +190,8 @@ class PyBulletBackend:
                 self.close()
                 raise BackendUnavailable(f"the PyBullet EGL renderer is unavailable: {error}; use renderer='tiny'")
             else:
-                logger.info("PyBullet EGL renderer unavailable (%s); using TinyRenderer", error)
+                level = logging.WARNING if error is _EGL_BUSY else logging.INFO
+                logger.log(level, "PyBullet EGL renderer unavailable (%s); using TinyRenderer", error)
         self._pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
         # Disconnect (quietly) when garbage-collected or at interpreter exit, if close() was never called.
         self._finalizer = weakref.finalize(self, _disconnect, self._cid, self.renderer == "egl")
@@ -198,6 +211,15 @@ class PyBulletBackend:
 
     def _load_egl(self) -> str | None:
         """Load the EGL plugin into this (still empty) client; return why it failed, or None on success."""
+        with _EGL_LOCK:
+            if _EGL_CLIENTS:
+                return _EGL_BUSY
+            error = self._load_egl_plugin()
+            if error is None:
+                _EGL_CLIENTS.add(self._cid)
+            return error
+
+    def _load_egl_plugin(self) -> str | None:
         spec = importlib.util.find_spec("eglRenderer")
         if spec is None or not spec.origin:
             return "pybullet's eglRenderer module is missing"
@@ -207,10 +229,7 @@ class PyBulletBackend:
                 plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=self._cid)
                 if plugin >= 0:
                     for _ in range(_EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
-                        p.getCameraImage(
-                            8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, flags=p.ER_NO_SEGMENTATION_MASK,
-                            physicsClientId=self._cid,
-                        )
+                        p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=self._cid)
         except p.error as exc:
             plugin, reason = -1, str(exc)
         else:

@@ -104,7 +104,8 @@ def visual_points(geometry_type: int, dimensions: tuple[float, ...], mesh_file: 
         return np.zeros((0, 3))
     else:
         return None
-    return np.array([[-half[0], -half[1], -half[2]], [half[0], half[1], half[2]]])
+    signs = np.array([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
+    return signs * half  # all 8 corners: the visual frame may be rotated
 
 
 def primitive_half_extents(shape: dict[str, object], scale: float) -> np.ndarray:

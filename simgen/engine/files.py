@@ -7,8 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+from simgen.writers.atomic import encode_png
+
+__all__ = ["encode_png", "sha256_file", "write_file"]
+
 
 WORK_DIR = ".simgen"
 COCO_FILE = "annotations.coco.json"
@@ -44,16 +46,6 @@ class Layout:
     def frame_file(kind: str, frame: int) -> str:
         """Relative path of one frame's file of a kind (``rgb``, ``depth``, ``instances``)."""
         return f"{FRAME_DIRS[kind]}/{frame:06d}.png"
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of an RGB uint8 (H, W, 3) or a single-channel uint8/uint16 image (OpenCV's default level)."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def write_file(root: Path, rel: str, data: bytes) -> str:

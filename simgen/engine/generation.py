@@ -7,7 +7,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,7 +17,15 @@ import simgen
 from simgen.engine.files import COCO_FILE, DATASET_FILE, FRAME_DIRS, MANIFEST_FILE, Layout, sha256_file
 from simgen.engine.plan import Plan
 from simgen.engine.runner import run_local
-from simgen.engine.shard import COCO_FRAGMENT, MANIFEST_FRAGMENT, ShardJob, ShardResult, SpecSource
+from simgen.engine.shard import (
+    COCO_FRAGMENT,
+    MANIFEST_FRAGMENT,
+    ShardJob,
+    ShardResult,
+    SpecSource,
+    writer_fragment,
+    writers_for,
+)
 from simgen.errors import OutputExistsError, SimgenError
 from simgen.randomizers.objects import category_of
 from simgen.spec.loader import LoadedSpec, load_spec
@@ -258,10 +266,23 @@ def _finalize(
         "timings_ms_total": {k: round(v, 1) for k, v in totals.items()},
         "python": platform.python_version(),
         "packages": package_versions(),
-        "checksums": {name: sha256_file(layout.root / name) for name in (COCO_FILE, MANIFEST_FILE)},
     }
+    checksums = {name: sha256_file(layout.root / name) for name in (COCO_FILE, MANIFEST_FILE)}
+    for writer in writers_for(loaded):
+        fragment_paths = [layout.shard_dir(s.name) / writer_fragment(writer.name) for s in shards]
+        checksums.update(writer.finalize(layout.root, _stream_records(fragment_paths), dataset))
+    dataset["formats"] = ["coco", *(w.name for w in writers_for(loaded))]
+    dataset["checksums"] = checksums
     atomic_write_json(layout.root / DATASET_FILE, dataset)
     return dataset
+
+
+def _stream_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """The records of a writer's fragments, in frame order, one at a time."""
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)["record"]
 
 
 def _previous_renderer(layout: Layout) -> str | None:

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from simgen.engine.scene_state import (
     sample_sensor,
     sample_view,
 )
+from simgen.frame import FrameBuffers
 from simgen.labels import annotate, depth_to_png_mm
 from simgen.spec.loader import LoadedSpec, load_spec
+from simgen.writers.base import DatasetWriter, FrameContext
 from simgen.writers.coco import frame_record
 
 log = logging.getLogger(__name__)
@@ -103,28 +107,46 @@ def close_backends() -> None:
         backend.close()
 
 
-def finished_frames(layout: Layout, shard: Shard) -> dict[int, tuple[str, str]]:
-    """Frames of a shard already on disk and intact: ``frame -> (coco line, manifest line)``.
+def writers_for(loaded: LoadedSpec) -> list[DatasetWriter]:
+    """The format writers the spec's ``outputs`` ask for, besides COCO."""
+    outputs = loaded.spec.outputs
+    chosen: list[DatasetWriter] = []
+    if outputs.yolo:
+        from simgen.writers.registry import make_writer
 
-    A frame counts only if both its fragment lines are complete and every file it lists still has
-    its recorded checksum.
+        chosen.append(make_writer("yolo", segments=outputs.yolo_segments))
+    if outputs.bop:
+        from simgen.writers.registry import make_writer
+
+        chosen.append(make_writer("bop"))
+    return chosen
+
+
+def _frame_of(fragment: str, line: str) -> int:
+    obj = json.loads(line)
+    return obj["image"]["frame_index"] if fragment == COCO_FRAGMENT else obj["frame"]
+
+
+def finished_frames(layout: Layout, shard: Shard, fragments: list[str]) -> dict[int, dict[str, str]]:
+    """Frames of a shard already on disk and intact: ``frame -> {fragment: line}``.
+
+    The manifest line is appended last, so it commits the frame. A frame counts only if every
+    fragment holds its line and every file its manifest line lists still has its recorded checksum.
     """
     folder = layout.shard_dir(shard.name)
-    coco_lines = _complete_lines(folder / COCO_FRAGMENT)
-    manifest_lines = _complete_lines(folder / MANIFEST_FRAGMENT)
-    kept: dict[int, tuple[str, str]] = {}
-    coco_by_frame = {json.loads(line)["image"]["frame_index"]: line for line in coco_lines}
-    for line in manifest_lines:
-        entry = json.loads(line)
-        frame = entry["frame"]
-        if frame not in coco_by_frame:
+    by_fragment = {
+        name: {_frame_of(name, line): line for line in _complete_lines(folder / name)} for name in fragments
+    }
+    kept: dict[int, dict[str, str]] = {}
+    for frame, line in by_fragment[MANIFEST_FRAGMENT].items():
+        if not all(frame in lines for lines in by_fragment.values()):
             continue
-        files = entry.get("files", {})
+        files = json.loads(line).get("files", {})
         if all(
             (layout.root / f["path"]).is_file() and sha256_file(layout.root / f["path"]) == f["sha256"]
             for f in files.values()
         ):
-            kept[frame] = (coco_by_frame[frame], line)
+            kept[frame] = {name: lines[frame] for name, lines in by_fragment.items()}
     return kept
 
 
@@ -142,23 +164,154 @@ def _complete_lines(path: Path) -> list[str]:
     return out
 
 
+class _FrameSink:
+    """Labels, encodes and writes frames on one background thread, in frame order.
+
+    The main thread goes on to the next settle or render while this one works: OpenCV's PNG encoder
+    and most numpy work release the GIL, and physics settling leaves a core idle. At most ``depth``
+    frames wait, so memory stays flat. Frame order is kept, so a manifest line (the commit) is never
+    written before the files and fragment lines of its frame.
+    """
+
+    def __init__(self, job: ShardJob, loaded: LoadedSpec, randomizers: RandomizerSet,
+                 writers: list[DatasetWriter], layout: Layout, handles: dict[str, Any], fragments: list[str],
+                 progress: Callable[[int], None] | None, depth: int = 2) -> None:  # fmt: skip
+        self.job, self.loaded, self.randomizers, self.writers = job, loaded, randomizers, writers
+        self.layout, self.handles, self.fragments, self.progress = layout, handles, fragments, progress
+        self.category_ids = {name: i + 1 for i, name in enumerate(job.categories)}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-sink")
+        self.pending: deque[Future[dict[str, float]]] = deque()
+        self.depth = depth
+        self.totals: dict[str, float] = {}
+        self.made = 0
+
+    def submit(
+        self,
+        frame: int,
+        scene: int,
+        buffers: FrameBuffers,
+        view_patches: dict[str, Any],
+        sensor_patches: dict[str, Any],
+        extra: dict[str, Any],
+        timings: dict[str, float],
+    ) -> None:
+        """Queue one rendered frame; blocks while ``depth`` frames are already waiting."""
+        while len(self.pending) >= self.depth:
+            self._collect(self.pending.popleft())
+        args = (frame, scene, buffers, view_patches, sensor_patches, extra, timings)
+        self.pending.append(self.pool.submit(self._finish, *args))
+
+    def close(self, *, wait: bool = True) -> None:
+        """Finish (or, after an error, abandon) the queued frames and stop the thread."""
+        try:
+            while wait and self.pending:
+                self._collect(self.pending.popleft())
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=not wait)
+
+    def _collect(self, future: Future[dict[str, float]]) -> None:
+        for k, v in future.result().items():
+            self.totals[k] = self.totals.get(k, 0.0) + v
+        self.made += 1
+        if self.progress:
+            self.progress(1)
+
+    def _finish(
+        self,
+        frame: int,
+        scene: int,
+        buffers: FrameBuffers,
+        view_patches: dict[str, Any],
+        sensor_patches: dict[str, Any],
+        extra: dict[str, Any],
+        timings: dict[str, float],
+    ) -> dict[str, float]:
+        spec, job, layout = self.loaded.spec, self.job, self.layout
+        t0 = time.perf_counter()
+        annotations = annotate(
+            buffers,
+            min_visible_px=spec.labels.min_visible_px,
+            min_visibility=spec.labels.min_visibility,
+            on_filtered=spec.labels.on_filtered,
+        )
+        t1 = time.perf_counter()
+        rgb = buffers.rgb
+        if self.randomizers.sensor:
+            rgb = apply_sensor(rgb, self.randomizers, sensor_patches, job.seed, frame)
+        t2 = time.perf_counter()
+        encoded: dict[str, bytes] = {}
+        if spec.outputs.rgb:
+            encoded["rgb"] = encode_png(np.ascontiguousarray(rgb))
+        if spec.outputs.depth:
+            encoded["depth"] = encode_png(depth_to_png_mm(buffers.depth_m))
+        if spec.outputs.instances:
+            encoded["instances"] = encode_png(buffers.instance_ids.astype(np.uint16))
+        t3 = time.perf_counter()
+        files: dict[str, dict[str, str]] = {}
+        for kind, data in encoded.items():
+            rel = Layout.frame_file(kind, frame)
+            files[kind] = {"path": rel, "sha256": write_file(layout.root, rel, data)}
+        coco_line = frame_record(
+            frame_index=frame,
+            scene_index=scene,
+            file_name=Layout.frame_file("rgb", frame),
+            annotations=annotations,
+            category_ids=self.category_ids,
+            depth_file=files["depth"]["path"] if "depth" in files else None,
+            instance_file=files["instances"]["path"] if "instances" in files else None,
+            K=buffers.K,
+            T_world_cam=buffers.T_world_cam,
+            width=buffers.width,
+            height=buffers.height,
+        )
+        t4 = time.perf_counter()
+        lines: dict[str, dict[str, Any]] = {COCO_FRAGMENT: coco_line}
+        if self.writers:
+            paths = {k: v["path"] for k, v in files.items()}
+            ctx = FrameContext(frame, scene, buffers, annotations, coco_line, paths, job.categories)
+            for writer in self.writers:
+                output = writer.write_frame(layout.root, ctx)
+                for rel, digest in output.files.items():
+                    files[f"{writer.name}:{rel}"] = {"path": rel, "sha256": digest}
+                lines[writer_fragment(writer.name)] = {"frame": frame, "record": output.record}
+        t5 = time.perf_counter()
+        timings = {
+            **timings, "labels": _ms(t0, t1), "sensor": _ms(t1, t2), "encode": _ms(t2, t3), "write": _ms(t3, t4),
+            "writers": _ms(t4, t5),
+        }  # fmt: skip
+        lines[MANIFEST_FRAGMENT] = {
+            "frame": frame,
+            "scene": scene,
+            **extra,
+            "view": view_patches,
+            "sensor": sensor_patches,
+            "n_objects": len(buffers.objects),
+            "n_annotations": len(annotations),
+            "files": files,
+            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+        }
+        for name in self.fragments:  # the manifest is last: its line commits the frame
+            _append(self.handles[name], lines[name])
+        return timings
+
+
 def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
     """Generate every frame of one shard into ``job.out``; return when its done-marker is written."""
     layout = Layout(Path(job.out))
     loaded = job.source.load()
     randomizers = RandomizerSet.from_spec(loaded)
-    category_ids = {name: i + 1 for i, name in enumerate(job.categories)}
+    writers = writers_for(loaded)
     folder = layout.shard_dir(job.shard.name)
     folder.mkdir(parents=True, exist_ok=True)
-    kept = finished_frames(layout, job.shard)
+    fragments = [*(writer_fragment(w.name) for w in writers), COCO_FRAGMENT, MANIFEST_FRAGMENT]
+    kept = finished_frames(layout, job.shard, fragments)
     # Rewrite the fragments with only the intact frames, then append: a torn tail never survives.
-    coco_fh = _rewrite(folder / COCO_FRAGMENT, [kept[f][0] for f in sorted(kept)])
-    manifest_fh = _rewrite(folder / MANIFEST_FRAGMENT, [kept[f][1] for f in sorted(kept)])
+    handles = {name: _rewrite(folder / name, [kept[f][name] for f in sorted(kept)]) for name in fragments}
     if progress and kept:
         progress(len(kept))
     backend: Backend | None = None
-    totals: dict[str, float] = {}
-    made = 0
+    sink = _FrameSink(job, loaded, randomizers, writers, layout, handles, fragments, progress)
+    ok = False
     try:
         for scene in range(job.shard.scene_start, job.shard.scene_stop):
             frames = [f for f in job.plan.scene_frames(scene) if f not in kept]
@@ -175,24 +328,23 @@ def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> S
             scene_timings = {"sample_scene": _ms(t0, t1), "build": _ms(t1, t2), "settle": _ms(t2, t3)}
             first_frame = job.plan.scene_frames(scene).start
             for frame in frames:
-                timings: dict[str, float] = dict(scene_timings) if frame == first_frame else {}
-                coco_line, manifest_line = _render_frame(
-                    job, loaded, randomizers, backend, state, frame, scene, category_ids, layout, timings
-                )
-                if frame == first_frame:
-                    manifest_line["scene_patches"] = scene_patches
-                    manifest_line["settled"] = settled
-                manifest_line["timings_ms"] = {k: round(v, 3) for k, v in timings.items()}
-                _append(coco_fh, coco_line)
-                _append(manifest_fh, manifest_line)
-                for k, v in timings.items():
-                    totals[k] = totals.get(k, 0.0) + v
-                made += 1
-                if progress:
-                    progress(1)
+                first = frame == first_frame
+                t4 = time.perf_counter()
+                view, view_patches = sample_view(loaded, randomizers, job.seed, frame, state)
+                sensor_patches = sample_sensor(loaded, randomizers, job.seed, frame, state)
+                t5 = time.perf_counter()
+                buffers = backend.render(view, visibility=loaded.spec.labels.visibility)
+                t6 = time.perf_counter()
+                timings = {**(scene_timings if first else {}), "sample_view": _ms(t4, t5), "render": _ms(t5, t6)}
+                extra = {"scene_patches": scene_patches, "settled": settled} if first else {}
+                sink.submit(frame, scene, buffers, view_patches, sensor_patches, extra, timings)
+        ok = True
     finally:
-        coco_fh.close()
-        manifest_fh.close()
+        try:
+            sink.close(wait=ok)
+        finally:
+            for fh in handles.values():
+                fh.close()
     from simgen.writers.atomic import atomic_write_json
 
     atomic_write_json(
@@ -200,78 +352,12 @@ def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> S
         {"shard": job.shard.index, "frames": job.shard.n_frames, "frame_start": job.shard.frame_start},
     )
     renderer = backend.renderer if backend is not None else job.renderer
-    return ShardResult(job.shard.index, made, len(kept), renderer, totals)
+    return ShardResult(job.shard.index, sink.made, len(kept), renderer, sink.totals)
 
 
-def _render_frame(
-    job: ShardJob,
-    loaded: LoadedSpec,
-    randomizers: RandomizerSet,
-    backend: Backend,
-    state: dict[str, Any],
-    frame: int,
-    scene: int,
-    category_ids: dict[str, int],
-    layout: Layout,
-    timings: dict[str, float],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = loaded.spec
-    t0 = time.perf_counter()
-    view, view_patches = sample_view(loaded, randomizers, job.seed, frame, state)
-    sensor_patches = sample_sensor(loaded, randomizers, job.seed, frame, state)
-    t1 = time.perf_counter()
-    buffers = backend.render(view, visibility=spec.labels.visibility)
-    t2 = time.perf_counter()
-    annotations = annotate(
-        buffers,
-        min_visible_px=spec.labels.min_visible_px,
-        min_visibility=spec.labels.min_visibility,
-        on_filtered=spec.labels.on_filtered,
-    )
-    t3 = time.perf_counter()
-    rgb = apply_sensor(buffers.rgb, randomizers, sensor_patches, job.seed, frame) if randomizers.sensor else buffers.rgb
-    t4 = time.perf_counter()
-    files: dict[str, dict[str, str]] = {}
-    outputs = spec.outputs
-    encoded: dict[str, bytes] = {}
-    if outputs.rgb:
-        encoded["rgb"] = encode_png(np.ascontiguousarray(rgb))
-    if outputs.depth:
-        encoded["depth"] = encode_png(depth_to_png_mm(buffers.depth_m))
-    if outputs.instances:
-        encoded["instances"] = encode_png(buffers.instance_ids.astype(np.uint16))
-    t5 = time.perf_counter()
-    for kind, data in encoded.items():
-        rel = Layout.frame_file(kind, frame)
-        files[kind] = {"path": rel, "sha256": write_file(layout.root, rel, data)}
-    coco_line = frame_record(
-        frame_index=frame,
-        scene_index=scene,
-        file_name=Layout.frame_file("rgb", frame),
-        annotations=annotations,
-        category_ids=category_ids,
-        depth_file=files["depth"]["path"] if "depth" in files else None,
-        instance_file=files["instances"]["path"] if "instances" in files else None,
-        K=buffers.K,
-        T_world_cam=buffers.T_world_cam,
-        width=buffers.width,
-        height=buffers.height,
-    )
-    t6 = time.perf_counter()
-    timings.update(
-        sample_view=_ms(t0, t1), render=_ms(t1, t2), labels=_ms(t2, t3), sensor=_ms(t3, t4),
-        encode=_ms(t4, t5), write=_ms(t5, t6),
-    )  # fmt: skip
-    manifest_line: dict[str, Any] = {
-        "frame": frame,
-        "scene": scene,
-        "view": view_patches,
-        "sensor": sensor_patches,
-        "n_objects": len(buffers.objects),
-        "n_annotations": len(annotations),
-        "files": files,
-    }
-    return coco_line, manifest_line
+def writer_fragment(name: str) -> str:
+    """File name of a format writer's per-shard fragment."""
+    return f"{name}.jsonl"
 
 
 def _rewrite(path: Path, lines: list[str]) -> Any:

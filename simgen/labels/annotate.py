@@ -125,7 +125,7 @@ def annotate(
                 px_count_visible=visible,
                 px_count_unoccluded=unoccluded,
                 visibility=visibility,
-                T_cam_obj=T_cam_obj[n],
+                T_cam_obj=T_cam_obj[n].copy(),
                 quaternion_xyzw=rotation_to_quaternion_xyzw(T_cam_obj[n]),
                 bbox3d_size=tuple(float(v) for v in obj.bbox3d_size),  # type: ignore[arg-type]
                 bbox3d_center=tuple(float(v) for v in obj.bbox3d_center),  # type: ignore[arg-type]

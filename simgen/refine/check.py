@@ -53,15 +53,17 @@ class CheckConfig:
         tolerance_px: Largest distance, in pixels, at which two edges still match.
         min_object_score: Boundary support an object needs to pass (0..1).
         min_box_f1: Edge F1 inside the object's box an object needs to pass (0 = not gated).
-        min_frame_score: Pooled boundary support over all checked objects a frame needs (0..1).
+        min_frame_score: Pooled chance-corrected outline score over all checked objects a frame needs (0..1).
         min_frame_edge_f1: Whole-image edge F1 a frame needs (0 = not gated).
         min_support_px: Fewest evidenced outline pixels for an object to be checked at all.
         require_verified: Fail objects that cannot be verified instead of reporting them as unverified.
         occlusion_margin: With depth, an outline pixel counts as occluded when a pixel next to it is nearer by
             more than this fraction of its depth.
-        search_px: How far, in pixels, to look for the object displaced (0 = no search).
+        search_px: How far, in pixels, to look for the object displaced, and for the chance level of support.
         max_shift_gain: An object fails as displaced when its outline is supported better, by more than this,
             at some offset farther than ``tolerance_px`` than in place: the image shows it elsewhere.
+        max_chance: An object fails when the refined image supports its outline this well even at random offsets
+            nearby: edges everywhere (noise, heavy clutter) can vouch for any outline, so none is verified.
         canny_low: Canny's lower threshold (on the blurred image, max over colour channels).
         canny_high: Canny's upper threshold.
         refined_threshold_scale: Canny thresholds on the refined image are the render's times this. Below 1,
@@ -80,6 +82,7 @@ class CheckConfig:
     occlusion_margin: float = 0.01
     search_px: int = 12
     max_shift_gain: float = 0.25
+    max_chance: float = 0.9
     canny_low: int = 50
     canny_high: int = 120
     refined_threshold_scale: float = 0.5
@@ -87,7 +90,7 @@ class CheckConfig:
     orientation_bins: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("min_object_score", "min_box_f1", "min_frame_score", "min_frame_edge_f1"):
+        for name in ("min_object_score", "min_box_f1", "min_frame_score", "min_frame_edge_f1", "max_chance"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a number in [0, 1], got {value}")
@@ -95,8 +98,10 @@ class CheckConfig:
             raise ValueError(f"tolerance_px: expected >= 0, got {self.tolerance_px}")
         if self.min_support_px < 1:
             raise ValueError(f"min_support_px: expected >= 1, got {self.min_support_px}")
-        if self.search_px < 0:
-            raise ValueError(f"search_px: expected >= 0, got {self.search_px}")
+        if self.search_px <= 2 * self.tolerance_px + 1:
+            raise ValueError(
+                f"search_px: expected more than 2 * tolerance_px + 1 = {2 * self.tolerance_px + 1}, got {self.search_px}"
+            )
         if not 0.0 < self.refined_threshold_scale <= 1.0:
             raise ValueError(f"refined_threshold_scale: expected a number in (0, 1], got {self.refined_threshold_scale}")
         if self.orientation_bins < 2:
@@ -132,31 +137,40 @@ class ObjectCheck:
     Attributes:
         index: Position of the object in the list given to :func:`check_frame`.
         status: ``pass``, ``fail`` or ``unverified``.
-        score: Boundary support in [0, 1], None when unverified.
+        score: Chance-corrected outline support in [0, 1] (the gated score): 1 when the refined image shows
+            the whole evidenced outline in place, 0 when it shows it no better than at random offsets
+            nearby (erased, moved, or drowned in noise). None when unverified.
+        support: Raw fraction of the evidenced outline the refined image still shows, None when unverified.
+        chance: The support the refined image gives the outline at offsets farther than ``2 * tolerance + 1``
+            (median), None when unverified.
         box_f1: Edge F1 inside the box, None when the box holds no edges in either image.
-        support_px: Evidenced outline pixels the score is computed on.
-        offset: ``(dx, dy)`` in pixels at which the refined image supports the outline best (``(0, 0)`` when
-            in place or not searched).
-        offset_score: Boundary support at ``offset``.
+        support_px: Evidenced outline pixels the scores are computed on.
+        offset: ``(dx, dy)`` in pixels at which the refined image supports the outline best, when that is
+            clearly away from the label (else ``(0, 0)``).
+        offset_support: Raw support at ``offset``.
     """
 
     index: int
     status: Status
     score: float | None
+    support: float | None
+    chance: float | None
     box_f1: float | None
     support_px: int
     offset: tuple[int, int] = (0, 0)
-    offset_score: float | None = None
+    offset_support: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serializable form, scores rounded to 4 decimals."""
         return {
             "status": self.status,
             "score": _round(self.score),
+            "support": _round(self.support),
+            "chance": _round(self.chance),
             "box_f1": _round(self.box_f1),
             "support_px": self.support_px,
             "offset": list(self.offset),
-            "offset_score": _round(self.offset_score),
+            "offset_support": _round(self.offset_support),
         }
 
 
@@ -167,7 +181,7 @@ class FrameCheck:
     Attributes:
         passed: True when every label still matches the refined image.
         objects: One result per object, in input order.
-        frame_score: Pooled boundary support over all checked objects, None when none was checked.
+        frame_score: Pooled chance-corrected outline score over all checked objects, None when none was checked.
         edge_f1: Whole-image edge F1, render vs refined.
         reasons: Why the frame failed, empty when it passed.
     """
@@ -280,46 +294,60 @@ def _owned_outline(
 ) -> np.ndarray:
     """Outline pixels of ``mask`` that only this object's silhouette can explain.
 
-    Left out: outline pixels within ``tol + 1`` pixels of another labeled object (an edge there could
-    belong to either, and the other object's edge would vouch for this one even if it were erased), and,
-    with depth, outline pixels next to anything nearer than them by more than ``margin`` (relative): an
+    Without depth, outline pixels within ``tol + 1`` pixels of another labeled object are left out: the edge
+    there could belong to either, and the other object's edge would vouch for this one even if it were
+    erased. With depth, only other objects in front of this one (nearer than its median depth) count, and
+    outline pixels next to anything nearer by more than ``margin`` (relative) are left out too: an
     occluder, labeled or not, owns that edge.
     """
     m = mask.astype(np.uint8)
     outline = (m > 0) & (cv2.erode(m, _CROSS, borderType=cv2.BORDER_REPLICATE) == 0)
+    if depth is not None:
+        d = depth.astype(np.float32)
+        own = d[mask & (d > 0)]
+        if own.size:
+            others = others & (d > 0) & (d < np.float32(np.median(own) * (1.0 - margin)))
+        outside = np.where(mask | (d <= 0), np.float32(np.inf), d)
+        nearest_outside = cv2.erode(outside, _SQUARE5, borderType=cv2.BORDER_REPLICATE)
+        outline &= ~(nearest_outside < d * np.float32(1.0 - margin))
     if others.any():
         r = int(np.ceil(tol)) + 1
         near_others = cv2.dilate(others.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
         outline &= ~near_others
-    if depth is not None:
-        d = depth.astype(np.float32)
-        outside = np.where(mask | (d <= 0), np.float32(np.inf), d)
-        nearest_outside = cv2.erode(outside, _SQUARE5, borderType=cv2.BORDER_REPLICATE)
-        outline &= ~(nearest_outside < d * np.float32(1.0 - margin))
     return outline
 
 
 def _support_at(
     oy: np.ndarray, ox: np.ndarray, k: np.ndarray, b: EdgeStructure, dy: np.ndarray, dx: np.ndarray, tol: float
 ) -> np.ndarray:
+    """Fraction of outline pixels (oy, ox) with a matching refined edge, for each offset (dy, dx)."""
     h, w = b.edges.shape
     yy = np.clip(oy[None, :] + dy[:, None], 0, h - 1)
     xx = np.clip(ox[None, :] + dx[:, None], 0, w - 1)
     return (b.distance[k[None, :], yy, xx] <= tol).mean(axis=1)
 
 
-def _best_offset(
-    oy: np.ndarray, ox: np.ndarray, k: np.ndarray, b: EdgeStructure, tol: float, search: int
-) -> tuple[tuple[int, int], float]:
-    """The offset, within ``search`` pixels, at which the refined edges best support an outline.
+@dataclass
+class _Offsets:
+    chance: float
+    offset: tuple[int, int]
+    offset_support: float
 
-    A coarse grid (step about ``tol / 2``) finds the best support at tolerance ``tol``; ties, and a final
-    one-pixel refinement, are settled by the support at a tight one-pixel tolerance.
+
+def _search(oy: np.ndarray, ox: np.ndarray, k: np.ndarray, b: EdgeStructure, tol: float, search: int) -> _Offsets:
+    """Support of an outline at offsets within ``search`` px: the chance level, and the best displaced fit.
+
+    The chance level is the median support at offsets farther than ``2 * tol + 1``: what edges of the
+    refined image give the outline anywhere nearby, not just in place (near 1 for noise or dense texture).
+    The best offset comes from a coarse grid at tolerance ``tol``, ties settled and refined to one pixel
+    by the support at a one-pixel tolerance.
     """
     step = max(1, int(np.ceil(tol)) // 2 + 1)
     r = np.arange(-search, search + 1, step)
     dy, dx = (g.ravel() for g in np.meshgrid(r, r, indexing="ij"))
     loose = _support_at(oy, ox, k, b, dy, dx, tol)
+    far = np.hypot(dy, dx) > 2 * tol + 1
+    chance = float(np.median(loose[far])) if far.any() else 0.0
     tight = _support_at(oy, ox, k, b, dy, dx, 1.0)
     best = int(np.lexsort((tight, loose))[-1])
     fine = np.arange(-(step - 1), step)
@@ -327,9 +355,16 @@ def _best_offset(
     keep = (np.abs(fy) <= search) & (np.abs(fx) <= search)
     fy, fx = fy[keep], fx[keep]
     f = int(np.argmax(_support_at(oy, ox, k, b, fy, fx, 1.0)))
-    (oy_, ox_) = (int(fy[f]), int(fx[f]))
-    score = float(_support_at(oy, ox, k, b, np.array([oy_]), np.array([ox_]), tol)[0])
-    return (ox_, oy_), max(score, float(loose[best]))
+    offset = (int(fx[f]), int(fy[f]))
+    at = float(_support_at(oy, ox, k, b, fy[f : f + 1], fx[f : f + 1], tol)[0])
+    return _Offsets(chance, offset, max(at, float(loose[best])))
+
+
+def _corrected(kept: float, n: float, chance: float) -> float:
+    """Chance-corrected support (like Cohen's kappa): 1 in place, 0 at the chance level, clipped at 0."""
+    if n <= 0 or chance >= 1.0:
+        return 0.0
+    return max(0.0, (kept / n - chance) / (1.0 - chance))
 
 
 def _grow(box: Sequence[float], shape: tuple[int, int], grow: float) -> tuple[slice, slice]:
@@ -398,11 +433,12 @@ def check_frame(
     interior = np.zeros(shape, dtype=bool)
     interior[_BORDER_PX:-_BORDER_PX, _BORDER_PX:-_BORDER_PX] = True
     objects: list[ObjectCheck] = []
-    pooled_support = pooled_kept = 0
+    pooled_num = pooled_den = 0.0
     for i, mask in enumerate(masks):
         box = boxes[i] if boxes is not None and boxes[i] is not None else _mask_box(mask)
+        unverified: Status = "fail" if cfg.require_verified else "unverified"
         if box is None or not mask.any():
-            objects.append(ObjectCheck(i, "fail" if cfg.require_verified else "unverified", None, None, 0))
+            objects.append(ObjectCheck(i, unverified, None, None, None, None, 0))
             continue
         ys, xs = _grow(box, shape, tol + 3)
         m = mask[ys, xs]
@@ -412,38 +448,49 @@ def check_frame(
         oy, ox = np.nonzero(outline)
         oy, ox = oy + ys.start, ox + xs.start
         k = a.orientation[oy, ox]
-        evidenced = a.distance[k, oy, ox] <= tol
-        support = int(evidenced.sum())
-        kept = int((evidenced & (b.distance[k, oy, ox] <= tol)).sum())
+        ev = a.distance[k, oy, ox] <= tol
+        oy, ox, k = oy[ev], ox[ev], k[ev]
+        n = len(oy)
         box_f1 = _edge_f1(a, b, _grow(box, shape, tol + 1), tol)
-        if support < cfg.min_support_px:
-            status: Status = "fail" if cfg.require_verified else "unverified"
-            objects.append(ObjectCheck(i, status, None, box_f1, support))
+        if n < cfg.min_support_px:
+            objects.append(ObjectCheck(i, unverified, None, None, None, box_f1, n))
             continue
-        score = kept / support
-        pooled_support += support
-        pooled_kept += kept
-        offset, offset_score = (0, 0), score
-        if cfg.search_px > 0:
-            ev = evidenced
-            offset, offset_score = _best_offset(oy[ev], ox[ev], k[ev], b, tol, cfg.search_px)
-            if np.hypot(*offset) <= tol or offset_score <= score:
-                offset, offset_score = (0, 0), score
-        displaced = offset_score - score > cfg.max_shift_gain
+        kept = float((b.distance[k, oy, ox] <= tol).sum())
+        found = _search(oy, ox, k, b, tol, cfg.search_px)
+        support = kept / n
+        score = _corrected(kept, n, found.chance)
+        pooled_num += kept - n * found.chance
+        pooled_den += n * (1.0 - found.chance)
+        offset, offset_support = found.offset, found.offset_support
+        if np.hypot(*offset) <= tol or offset_support <= support:
+            offset, offset_support = (0, 0), support
+        displaced = offset_support - support > cfg.max_shift_gain
         ok = (
             score >= cfg.min_object_score
             and not displaced
+            and found.chance <= cfg.max_chance
             and (cfg.min_box_f1 <= 0 or (box_f1 or 0.0) >= cfg.min_box_f1)
         )
-        objects.append(ObjectCheck(i, "pass" if ok else "fail", score, box_f1, support, offset, offset_score))
-    frame_score = pooled_kept / pooled_support if pooled_support else None
+        objects.append(
+            ObjectCheck(i, "pass" if ok else "fail", score, support, found.chance, box_f1, n, offset, offset_support)
+        )
+    frame_score: float | None = None
+    if any(o.score is not None for o in objects):
+        frame_score = max(0.0, pooled_num / pooled_den) if pooled_den > 0 else 0.0
     edge_f1 = _edge_f1(a, b, None, tol)
     reasons = []
     failed = [o.index for o in objects if o.status == "fail"]
     if failed:
         reasons.append(f"{len(failed)} object(s) no longer match their labels: {failed}")
+    for o in objects:
+        if o.status != "fail" or o.chance is None:
+            continue
+        if o.chance > cfg.max_chance:
+            reasons.append(f"object {o.index}: edges all around it (chance support {o.chance:.2f}); outline unverifiable")
+        elif o.offset != (0, 0):
+            reasons.append(f"object {o.index} appears displaced by {o.offset} px")
     if frame_score is not None and frame_score < cfg.min_frame_score:
-        reasons.append(f"pooled boundary support {frame_score:.3f} < {cfg.min_frame_score}")
+        reasons.append(f"pooled outline score {frame_score:.3f} < {cfg.min_frame_score}")
     if cfg.min_frame_edge_f1 > 0 and (edge_f1 or 0.0) < cfg.min_frame_edge_f1:
         reasons.append(f"whole-image edge F1 {edge_f1 or 0.0:.3f} < {cfg.min_frame_edge_f1}")
     return FrameCheck(not reasons, objects, frame_score, edge_f1, reasons)

@@ -182,6 +182,9 @@ class Outputs(_Model):
     depth: bool = True
     instances: bool = True
     coco: bool = True
+    yolo: bool = Field(default=False, description="labels/*.txt beside images/ and data.yaml")
+    yolo_segments: bool = Field(default=False, description="YOLO segmentation polygons instead of boxes")
+    bop: bool = Field(default=False, description="a BOP scene tree under bop/ (needs labels.visibility)")
 
 
 class RandomizerSpec(BaseModel):
@@ -216,6 +219,16 @@ class SceneSpec(_Model):
     outputs: Outputs = Field(default_factory=Outputs)
     randomizers: list[RandomizerSpec] = Field(default_factory=list)
     asset_roots: list[str] = Field(default_factory=list, description="extra folders assets may come from")
+
+    @model_validator(mode="after")
+    def _bop_needs_visibility(self) -> SceneSpec:
+        if self.outputs.bop and not self.labels.visibility:
+            raise ValueError(
+                "outputs.bop needs labels.visibility: true (BOP's mask/ and visib_fract come from per-object renders)"
+            )
+        if self.outputs.bop and not (self.outputs.rgb and self.outputs.depth):
+            raise ValueError("outputs.bop needs outputs.rgb and outputs.depth")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> SceneSpec:

@@ -69,7 +69,7 @@ def synthetic_frame(
                 break
         taken |= m
         inst[m] = k + 1
-        depth[m] = 900.0 - 40.0 * (k + 1)
+        depth[m] = 800.0 - 15.0 * k  # later objects are nearer (and drawn over earlier ones)
         drawn, dcy = m, cy
         if move is not None and move[0] == k:
             drawn = np.roll(m, (move[2], move[1]), axis=(0, 1))

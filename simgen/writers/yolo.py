@@ -1,0 +1,223 @@
+"""Ultralytics YOLO labels: one ``labels/NNNNNN.txt`` per frame beside ``images/``, and ``data.yaml``.
+
+Ultralytics finds an image's labels by swapping the last ``/images/`` of its path for ``/labels/`` and the
+extension for ``.txt``, so ``images/000123.png`` is labelled by ``labels/000123.txt``. Each line is one
+object, every coordinate normalised to [0, 1] by the image size and written with 6 decimals:
+
+* boxes (the default): ``class cx cy w h``, from the COCO visible box (pixel-edge convention);
+* segments (``segments=True``): ``class x1 y1 x2 y2 ...``, one polygon per object from its visible mask.
+
+``class`` is the COCO ``category_id - 1``. Annotations with ``flags`` (kept by ``on_filtered: flag``) and
+annotations without a visible pixel are left out: YOLO has no way to mark them. A frame with no object
+gets an empty file (Ultralytics reads it as a background image).
+
+Polygons: a visible mask may fall into several parts (an occluder cuts it in two). YOLO's format holds one
+polygon per object, so the parts are joined the way Ultralytics' own COCO converter joins multi-polygon
+annotations: every external contour (``cv2.findContours``, ``RETR_EXTERNAL``) is spliced into the polygon
+through a zero-width bridge between their closest points. Largest part first, then each remaining part
+(in decreasing area) at its closest point to the polygon so far. The bridge adds no area, so the polygon
+rasterises back (``cv2.fillPoly``) to the whole mask; holes are filled (external contours only). Vertices
+are pixel indices (OpenCV's contour convention) divided by the width or height.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simgen.errors import SimgenError
+from simgen.labels.masks import rle_decode
+from simgen.writers.atomic import atomic_write_bytes
+from simgen.writers.base import FrameContext, FrameOutput
+
+#: The file Ultralytics reads the class names and image folders from.
+DATA_YAML = "data.yaml"
+LABELS_DIR = "labels"
+IMAGES_DIR = "images"
+
+
+class YoloWriteError(SimgenError, ValueError):
+    """A frame or a dataset record cannot be written as YOLO labels."""
+
+
+class YoloWriter:
+    """Ultralytics YOLO detection (or segmentation) labels.
+
+    Args:
+        segments: Write segmentation polygons (``class x1 y1 ...``) instead of boxes (``class cx cy w h``).
+
+    Raises:
+        YoloWriteError: ``segments`` is not a bool.
+    """
+
+    name: ClassVar[str] = "yolo"
+
+    def __init__(self, segments: bool = False) -> None:
+        if not isinstance(segments, bool):
+            raise YoloWriteError(f"segments: expected a bool, got {segments!r}")
+        self.segments = segments
+
+    def __repr__(self) -> str:
+        return f"YoloWriter(segments={self.segments})"
+
+    @staticmethod
+    def label_path(ctx: FrameContext) -> str:
+        """Relative path of a frame's label file: its RGB path with ``images/`` -> ``labels/`` and ``.txt``."""
+        rgb = ctx.files.get("rgb")
+        if rgb is None:
+            return f"{LABELS_DIR}/{ctx.frame:06d}.txt"
+        parts = PurePosixPath(rgb).parts
+        if len(parts) < 2 or parts[0] != IMAGES_DIR:
+            raise YoloWriteError(f"files['rgb']: expected a path under '{IMAGES_DIR}/', got '{rgb}'")
+        return str(PurePosixPath(LABELS_DIR, *parts[1:]).with_suffix(".txt"))
+
+    def lines(self, ctx: FrameContext) -> list[str]:
+        """The label lines of one frame (no newlines), from its COCO record."""
+        image = ctx.coco.get("image", {})
+        width, height = int(image.get("width", ctx.buffers.width)), int(image.get("height", ctx.buffers.height))
+        if width <= 0 or height <= 0:
+            raise YoloWriteError(f"frame {ctx.frame}: image size must be positive, got {width}x{height}")
+        n_classes = len(ctx.categories)
+        out: list[str] = []
+        for ann in ctx.coco.get("annotations", []):
+            if ann.get("flags") or int(ann.get("area", 0)) <= 0:
+                continue
+            cls = int(ann["category_id"]) - 1
+            if not 0 <= cls < n_classes:
+                raise YoloWriteError(
+                    f"frame {ctx.frame}: annotation '{ann.get('uid')}' has category_id {ann['category_id']}, "
+                    f"expected 1..{n_classes} (one per category: {list(ctx.categories)})"
+                )
+            if self.segments:
+                polygon = mask_polygon(rle_decode(ann["segmentation"]))
+                coords = polygon / np.array([width, height], dtype=np.float64)
+                out.append(f"{cls} " + " ".join(_num(v) for v in coords.ravel()))
+            else:
+                x, y, w, h = (float(v) for v in ann["bbox"])
+                box = ((x + w / 2) / width, (y + h / 2) / height, w / width, h / height)
+                out.append(f"{cls} " + " ".join(_num(v) for v in box))
+        return out
+
+    def write_frame(self, root: Path, ctx: FrameContext) -> FrameOutput:
+        """Write ``labels/NNNNNN.txt`` (atomically; empty for a frame without objects).
+
+        Args:
+            root: The dataset folder.
+            ctx: The frame.
+
+        Returns:
+            The label file's checksum; no record (``finalize`` needs none).
+
+        Raises:
+            YoloWriteError: An unknown category id, a bad image size or RGB path.
+        """
+        rel = self.label_path(ctx)
+        lines = self.lines(ctx)
+        data = "".join(line + "\n" for line in lines).encode("ascii")
+        path = Path(root) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return FrameOutput(files={rel: hashlib.sha256(data).hexdigest()}, record=None)
+
+    def finalize(self, root: Path, records: Iterable[dict[str, Any]], dataset: dict[str, Any]) -> dict[str, str]:
+        """Write ``data.yaml``: class names and image folders (train and val are both ``images``).
+
+        The file has no ``path:`` key on purpose: Ultralytics then takes the folder holding ``data.yaml``
+        as the dataset root. A relative ``path: .`` is resolved against the working directory or
+        Ultralytics' ``datasets_dir`` by most of its versions, and an absolute one would tie the bytes
+        to where the dataset was written.
+
+        Args:
+            root: The dataset folder.
+            records: Ignored (YOLO keeps no per-frame record); consumed nonetheless.
+            dataset: The dataset record; its ``categories`` (``[{"id": 1, "name": ...}, ...]`` or names) give
+                the class names.
+
+        Returns:
+            ``{"data.yaml": sha256}``.
+
+        Raises:
+            YoloWriteError: ``dataset`` has no usable ``categories``.
+        """
+        import yaml
+
+        for _ in records:
+            pass
+        names = category_names(dataset.get("categories"))
+        doc = {
+            "train": IMAGES_DIR,
+            "val": IMAGES_DIR,
+            "nc": len(names),
+            "names": dict(enumerate(names)),
+        }
+        data = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False).encode("utf-8")
+        atomic_write_bytes(Path(root) / DATA_YAML, data)
+        return {DATA_YAML: hashlib.sha256(data).hexdigest()}
+
+
+def category_names(categories: Sequence[Mapping[str, Any] | str] | None) -> list[str]:
+    """Category names in id order from ``[{"id": 1, "name": ...}, ...]`` (ids 1..n) or a list of names.
+
+    Raises:
+        YoloWriteError: Missing categories, or ids that are not exactly 1..n.
+    """
+    if not categories:
+        raise YoloWriteError("dataset['categories']: expected the category list, got none")
+    if all(isinstance(c, str) for c in categories):
+        return [str(c) for c in categories]
+    try:
+        by_id = {int(c["id"]): str(c["name"]) for c in categories}  # type: ignore[index]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise YoloWriteError(
+            f"dataset['categories']: expected [{{'id': 1, 'name': ...}}, ...] or names, got {list(categories)!r}"
+        ) from exc
+    if sorted(by_id) != list(range(1, len(categories) + 1)):
+        raise YoloWriteError(f"dataset['categories']: ids must be 1..{len(categories)}, got {sorted(by_id)}")
+    return [by_id[i] for i in range(1, len(categories) + 1)]
+
+
+def _num(v: float) -> str:
+    return f"{min(max(float(v), 0.0), 1.0):.6f}"
+
+
+def mask_polygon(mask: np.ndarray) -> np.ndarray:
+    """One polygon covering every part of a boolean mask (see the module docstring), as (N, 2) pixel x, y.
+
+    Parts whose contour has fewer than 3 vertices (a single pixel, a straight 1-pixel line) become the
+    4 corners of their pixel-index box, so every part is a polygon Ultralytics accepts.
+
+    Args:
+        mask: (H, W) boolean mask with at least one pixel set.
+
+    Returns:
+        (N, 2) float64 vertices, N >= 3.
+
+    Raises:
+        YoloWriteError: The mask is empty.
+    """
+    import cv2
+
+    m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    parts: list[np.ndarray] = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.int64)
+        if len(pts) < 3:
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.int64)
+        parts.append(pts)
+    if not parts:
+        raise YoloWriteError("mask_polygon: the mask is empty")
+    # Largest part first; ties broken by vertex count and box corner, so the order is total.
+    parts.sort(key=lambda p: (-abs(cv2.contourArea(p.astype(np.float32))), -len(p), tuple(p.min(axis=0)[::-1])))
+    polygon = parts[0]
+    for part in parts[1:]:
+        d = ((polygon[:, None, :] - part[None, :, :]) ** 2).sum(axis=2)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        loop = np.concatenate([np.roll(part, -int(j), axis=0), part[j : j + 1]])
+        polygon = np.concatenate([polygon[: i + 1], loop, polygon[i:]])
+    return polygon.astype(np.float64)

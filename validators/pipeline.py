@@ -1,0 +1,386 @@
+"""``validate_datasets``: how far is a synthetic dataset from a real one, and does it train models that work?
+
+One call reads both datasets, checks the labels, extracts (cached) features, computes FID, KID,
+MMD, precision/recall/density/coverage with bootstrap intervals, runs the TSTR/TRTR utility test,
+and gathers what the report shows (class counts, randomized parameters, a 2-D projection). The
+``simgen validate`` command is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from simgen.validators import functional as Fn
+from simgen.validators.datasets import ImageSet, load_image_set, manifest_parameters
+from simgen.validators.labels import Problem, summarize_problems, validate_labels
+
+from simgen.errors import SimgenError, did_you_mean
+
+__all__ = ["EXTRACTORS", "UTILITIES", "ValidationReport", "feature_metrics", "resolve_extractor", "validate_datasets"]
+
+log = logging.getLogger(__name__)
+
+EXTRACTORS = ("inception", "efficientnet-lite0")
+UTILITIES = ("crops", "detection", "none")
+METRIC_INFO = {
+    "fid": ("Fréchet distance between Gaussians fitted to the features (FID)", False),
+    "kid": ("kernel distance: unbiased polynomial MMD² over seeded subsets (KID)", False),
+    "mmd": ("unbiased MMD² with an RBF kernel, median-heuristic bandwidth", False),
+    "precision": ("share of synthetic samples inside the real manifold (fidelity)", True),
+    "recall": ("share of real samples inside the synthetic manifold (diversity)", True),
+    "density": ("real neighbourhoods per synthetic sample, / k (fidelity; 1 when matched)", True),
+    "coverage": ("share of real neighbourhoods holding a synthetic sample (diversity)", True),
+}
+
+
+@dataclass
+class ValidationReport:
+    """Everything ``simgen validate`` measured; :meth:`as_dict` is ``report.json``.
+
+    Attributes:
+        synthetic: Summary of the synthetic side (path, kind, image counts).
+        real: Summary of the real side.
+        extractor: The feature extractor id.
+        metrics: ``name -> {"value", "ci", "level", "n_boot", "higher_is_better", "description"}``.
+        labels: ``side -> {"checked", "n_problems", "by_kind", "problems"}``.
+        utility: The TSTR/TRTR result (``UtilityResult.as_dict()``), or ``{"skipped": reason}``.
+        class_counts: ``side -> {class name: objects}`` over the selected images.
+        parameters: Randomized parameter values from the synthetic manifest (name -> values).
+        projection: 2-D PCA coordinates of both feature sets and the explained variance.
+        settings: How the run was configured.
+        timings_s: Seconds per step.
+        warnings: Things that were skipped or that limit the results.
+        image_sets: The image sets compared (for the report's sample grids; not in the JSON).
+    """
+
+    synthetic: dict[str, Any]
+    real: dict[str, Any]
+    extractor: str
+    metrics: dict[str, dict[str, Any]]
+    labels: dict[str, dict[str, Any]]
+    utility: dict[str, Any]
+    class_counts: dict[str, dict[str, int]]
+    parameters: dict[str, list[float]]
+    projection: dict[str, Any]
+    settings: dict[str, Any]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    image_sets: dict[str, ImageSet] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_label_problems(self) -> int:
+        """Label problems found on both sides."""
+        return sum(int(v.get("n_problems", 0)) for v in self.labels.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document written as ``report.json``."""
+        from simgen import __version__
+
+        return {
+            "simgen_version": __version__,
+            "synthetic": self.synthetic,
+            "real": self.real,
+            "extractor": self.extractor,
+            "metrics": self.metrics,
+            "labels": self.labels,
+            "utility": self.utility,
+            "class_counts": self.class_counts,
+            "parameters": _parameter_summary(self.parameters),
+            "projection": self.projection,
+            "settings": self.settings,
+            "timings_s": self.timings_s,
+            "warnings": self.warnings,
+        }
+
+
+def _parameter_summary(parameters: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, values in parameters.items():
+        v = np.asarray(values, dtype=float)
+        out[name] = {"n": int(v.size), "min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
+                     "std": float(v.std()), "values": [round(float(x), 6) for x in v]}  # fmt: skip
+    return out
+
+
+def resolve_extractor(spec: Any = None, *, inception_weights: str | Path | None = None, batch_size: int = 16,
+                      device: str = "cpu") -> Any:  # fmt: skip
+    """Turn what a user names into a :class:`~simgen.validators.features.FeatureExtractor`.
+
+    Args:
+        spec: None or ``"inception"`` (the offline Inception-v3), ``"efficientnet-lite0"``, a
+            TorchScript file path, ``"package.module:factory"`` (a callable returning an ``nn.Module``
+            or a ``FeatureExtractor``), an ``nn.Module``, or a ``FeatureExtractor``.
+        inception_weights: Weights file for ``"inception"`` (TorchScript or torch-fidelity).
+        batch_size: Images per forward pass.
+        device: Torch device string.
+
+    Raises:
+        SimgenError: The name is not recognised (with a suggestion).
+    """
+    from simgen.validators import features as feat
+
+    if isinstance(spec, feat.FeatureExtractor):
+        return spec
+    if spec is None or spec == "inception":
+        return feat.load_inception(inception_weights, batch_size=batch_size, device=device)
+    torch = feat.require_torch()
+    if isinstance(spec, torch.nn.Module):
+        return feat.extractor_from_module(spec, batch_size=batch_size, device=device)
+    if not isinstance(spec, str):
+        got = type(spec).__name__
+        raise TypeError(f"extractor must be a name, a path, an nn.Module or a FeatureExtractor, got {got}")
+    if spec == "efficientnet-lite0":
+        from simgen.validators.utility import efficientnet_lite0_extractor
+
+        return efficientnet_lite0_extractor(batch_size=batch_size, device=device)
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth", ".ts", ".jit") or path.is_file():
+        return feat.load_torchscript(path, name=path.stem, batch_size=batch_size, device=device)
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise SimgenError(f"cannot load extractor factory {spec!r}: {exc}") from exc
+        made = factory()
+        if isinstance(made, feat.FeatureExtractor):
+            return made
+        if isinstance(made, torch.nn.Module):
+            return feat.extractor_from_module(made, extractor_id=spec, batch_size=batch_size, device=device)
+        raise SimgenError(f"{spec} returned a {type(made).__name__}, expected an nn.Module or a FeatureExtractor")
+    raise SimgenError(
+        f"unknown extractor {spec!r}{did_you_mean(spec, EXTRACTORS)}: use one of {', '.join(EXTRACTORS)}, "
+        "a TorchScript file, or 'package.module:factory'"
+    )
+
+
+def _entry(result: Fn.BootstrapResult, name: str) -> dict[str, Any]:
+    description, higher = METRIC_INFO[name]
+    return {**result.as_dict(), "higher_is_better": higher, "description": description}
+
+
+def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot: int = 50, level: float = 0.95,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000, kid_boot_subsets: int = 20,
+                    prdc_k: int = 5) -> tuple[dict[str, dict[str, Any]], list[str]]:  # fmt: skip
+    """Every distribution metric with a bootstrap interval, on two feature matrices of any modality.
+
+    The pooled kernel and distance matrices are computed once; the bootstrap indexes into them.
+    Each metric draws from its own generator derived from ``seed``, so adding a metric never shifts
+    another's numbers.
+
+    Args:
+        real: Real features (n_real, d).
+        fake: Synthetic features (n_fake, d).
+        seed: Seed of every random draw (KID subsets, bootstrap resamples).
+        n_boot: Bootstrap resamples per metric.
+        level: Confidence level.
+        kid_subsets: KID subsets for the reported value.
+        kid_subset_size: Rows per KID subset.
+        kid_boot_subsets: KID subsets per bootstrap resample (fewer, for speed).
+        prdc_k: Neighbourhood size of PRDC.
+
+    Returns:
+        ``(metrics, warnings)``: name -> entry, and the metrics skipped with the reason.
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    n_r, n_f = len(real), len(fake)
+    seeds = np.random.SeedSequence(seed).spawn(4)
+    rngs = {name: np.random.default_rng(s) for name, s in zip(("fid", "kid", "mmd", "prdc"), seeds, strict=True)}
+    out: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    if min(n_r, n_f) < 2:
+        return out, [f"too few images for any metric ({n_f} synthetic, {n_r} real)"]
+    out["fid"] = _entry(Fn.bootstrap_ci(Fn.fid, real, fake, rng=rngs["fid"], n_boot=n_boot, level=level), "fid")
+    pooled = np.concatenate([real, fake])
+    idx_r, idx_f = np.arange(n_r), np.arange(n_r, n_r + n_f)
+    kernel = Fn.polynomial_kernel(pooled, pooled)
+    kid_seed = int(rngs["kid"].integers(2**63))
+    kid_mean, kid_std = Fn.kid_from_kernel(kernel, idx_r, idx_f, rng=np.random.default_rng(kid_seed),
+                                           subsets=kid_subsets, subset_size=kid_subset_size)  # fmt: skip
+
+    def kid_stat(i: np.ndarray, j: np.ndarray) -> float:
+        return Fn.kid_from_kernel(kernel, i, j, rng=np.random.default_rng(kid_seed), subsets=kid_boot_subsets,
+                                  subset_size=kid_subset_size)[0]  # fmt: skip
+
+    boot = Fn.bootstrap_ci(kid_stat, idx_r, idx_f, rng=rngs["kid"], n_boot=n_boot, level=level)
+    out["kid"] = {**_entry(Fn.BootstrapResult(kid_mean, boot.low, boot.high, level, n_boot), "kid"),
+                  "subset_std": kid_std, "subsets": kid_subsets,
+                  "subset_size": min(kid_subset_size, n_r, n_f)}  # fmt: skip
+    dist = Fn.pairwise_distances(pooled, pooled)
+    d_rr, d_ff, d_rf = dist[:n_r, :n_r], dist[n_r:, n_r:], dist[:n_r, n_r:]
+    bandwidth = Fn.median_bandwidth(d_rr, d_ff, d_rf)
+
+    def mmd_stat(i: np.ndarray, j: np.ndarray) -> float:
+        return Fn.mmd_rbf_from_distances(dist[np.ix_(i, i)], dist[np.ix_(j, j)], dist[np.ix_(i, j)],
+                                         bandwidth=bandwidth)  # fmt: skip
+
+    boot = Fn.bootstrap_ci(mmd_stat, idx_r, idx_f, rng=rngs["mmd"], n_boot=n_boot, level=level)
+    out["mmd"] = {**_entry(boot, "mmd"), "bandwidth": bandwidth}
+    if min(n_r, n_f) > prdc_k:
+        prdc = Fn.prdc_bootstrap(d_rr, d_ff, d_rf, k=prdc_k, rng=rngs["prdc"], n_boot=n_boot, level=level)
+        for name, res in prdc.items():
+            out[name] = {**_entry(res, name), "k": prdc_k}
+    else:
+        warnings.append(f"PRDC skipped: it needs more than k={prdc_k} images per side")
+    return out, warnings
+
+
+def _projection(real: np.ndarray, fake: np.ndarray, seed: int, max_points: int = 2000) -> dict[str, Any]:
+    """2-D PCA of the pooled features (fitted on both sets), at most ``max_points`` points per side."""
+    pooled = np.concatenate([real, fake]).astype(np.float64)
+    mean = pooled.mean(axis=0)
+    _, s, vt = np.linalg.svd(pooled - mean, full_matrices=False)
+    var = s**2
+    ratio = (var[:2] / var.sum()).tolist() if var.sum() > 0 else [0.0, 0.0]
+    rng = np.random.default_rng(seed)
+
+    def project(x: np.ndarray) -> list[list[float]]:
+        if len(x) > max_points:
+            x = x[np.sort(rng.choice(len(x), max_points, replace=False))]
+        xy = (x - mean) @ vt[:2].T
+        if xy.shape[1] < 2:
+            xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
+        return [[round(float(a), 5), round(float(b), 5)] for a, b in xy]
+
+    return {"method": "pca", "explained_variance_ratio": ratio, "real": project(real), "synthetic": project(fake)}
+
+
+def _check_labels(image_set: ImageSet, path: Path) -> dict[str, Any]:
+    if image_set.kind != "coco":
+        return {"checked": False, "n_problems": 0, "by_kind": {}, "problems": [], "reason": "no labels (image folder)"}
+    problems: list[Problem] = validate_labels(path)
+    return {"checked": True, "n_problems": len(problems), "by_kind": summarize_problems(problems),
+            "problems": [p.as_dict() for p in problems]}  # fmt: skip
+
+
+def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any = None,
+                      inception_weights: str | Path | None = None, utility: str = "crops",
+                      utility_options: dict[str, Any] | None = None, max_images: int | None = None, seed: int = 0,
+                      n_boot: int = 50, level: float = 0.95, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                      prdc_k: int = 5, cache: bool = True, batch_size: int = 16, device: str = "cpu",
+                      check_labels: bool = True,
+                      progress: Callable[[str, int, int], None] | None = None) -> ValidationReport:  # fmt: skip
+    """Compare a synthetic dataset with a real one.
+
+    Args:
+        synthetic: A simgen dataset folder (or any COCO dataset, or an image folder).
+        real: A COCO dataset (folder with ``annotations.coco.json`` or a ``.json`` file) or an image folder.
+        extractor: See :func:`resolve_extractor` (default: the offline Inception-v3).
+        inception_weights: A weights file for the Inception extractor.
+        utility: ``"crops"`` (object-crop classification), ``"detection"`` or ``"none"``.
+        utility_options: Keyword arguments for :func:`~simgen.validators.utility.crops_utility` or
+            :func:`~simgen.validators.utility.detection_utility`.
+        max_images: At most this many images per side (evenly spaced).
+        seed: Seed of every random draw.
+        n_boot: Bootstrap resamples per metric.
+        level: Confidence level of the intervals.
+        kid_subsets: KID subsets.
+        kid_subset_size: Rows per KID subset.
+        prdc_k: PRDC neighbourhood size.
+        cache: Use the per-dataset feature cache.
+        batch_size: Images per forward pass.
+        device: Torch device string.
+        check_labels: Run the label validator on each COCO side.
+        progress: Called as ``progress(side, done, total)`` while features are extracted.
+
+    Returns:
+        The report (write it with :func:`simgen.validators.report.write_report`).
+    """
+    if utility not in UTILITIES:
+        raise SimgenError(f"unknown utility {utility!r}{did_you_mean(utility, UTILITIES)}; use {', '.join(UTILITIES)}")
+    from simgen.validators.features import compute_features
+
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    t0 = time.perf_counter()
+    syn_path, real_path = Path(synthetic), Path(real)
+    syn_set = load_image_set(syn_path, max_images=max_images)
+    real_set = load_image_set(real_path, max_images=max_images)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if check_labels:
+        labels = {"synthetic": _check_labels(syn_set, syn_path), "real": _check_labels(real_set, real_path)}
+    else:
+        labels = {side: {"checked": False, "n_problems": 0, "by_kind": {}, "problems": [], "reason": "disabled"}
+                  for side in ("synthetic", "real")}  # fmt: skip
+    timings["labels"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ext = resolve_extractor(extractor, inception_weights=inception_weights, batch_size=batch_size, device=device)
+    feats = {}
+    for side, image_set in (("synthetic", syn_set), ("real", real_set)):
+        done = [0]
+
+        def tick(n: int, side: str = side, total: int = len(image_set), done: list[int] = done) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(side, done[0], total)
+
+        feats[side] = compute_features(image_set, ext, cache=cache, progress=tick)
+    timings["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    metrics, more = feature_metrics(
+        feats["real"], feats["synthetic"], seed=seed, n_boot=n_boot, level=level, kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size, prdc_k=prdc_k,
+    )  # fmt: skip
+    warnings += more
+    if min(len(syn_set), len(real_set)) < 50:
+        warnings.append(f"only {len(syn_set)} synthetic and {len(real_set)} real images: FID is strongly biased "
+                        "upward at this size; compare runs of equal size only")  # fmt: skip
+    timings["metrics"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    utility_result: dict[str, Any]
+    if utility == "none":
+        utility_result = {"skipped": "utility disabled (--utility none)"}
+    elif syn_set.kind != "coco" or real_set.kind != "coco":
+        utility_result = {"skipped": "utility needs COCO labels on both sides (an image folder has none)"}
+    else:
+        from simgen.validators import utility as util
+
+        opts = {"seed": seed, "device": device, **(utility_options or {})}
+        try:
+            if utility == "crops":
+                utility_result = util.crops_utility(syn_set, real_set, **opts).as_dict()
+            else:
+                utility_result = util.detection_utility(syn_set, real_set, **opts).as_dict()
+        except SimgenError as exc:
+            utility_result = {"skipped": str(exc)}
+    if "skipped" in utility_result:
+        warnings.append(f"utility: {utility_result['skipped']}")
+    timings["utility"] = time.perf_counter() - t0
+
+    frames = None
+    if syn_set.coco is not None:
+        frames = {im.get("frame_index") for im in syn_set.coco["images"] if im.get("frame_index") is not None} or None
+    parameters = manifest_parameters(syn_set.root, frames=frames)
+    settings = {
+        "seed": seed, "n_boot": n_boot, "level": level, "kid_subsets": kid_subsets,
+        "kid_subset_size": kid_subset_size, "prdc_k": prdc_k, "max_images": max_images, "utility": utility,
+        "resize_policy": "per image, float RGB, antialiased bilinear straight to the extractor's square input",
+        "extractor_cache_id": ext.cache_id, "feature_dim": int(feats["real"].shape[1]), "cache": cache,
+    }  # fmt: skip
+    return ValidationReport(
+        synthetic=syn_set.describe(),
+        real=real_set.describe(),
+        extractor=ext.extractor_id,
+        metrics=metrics,
+        labels=labels,
+        utility=utility_result,
+        class_counts={"synthetic": syn_set.class_counts(), "real": real_set.class_counts()},
+        parameters=parameters,
+        projection=_projection(feats["real"], feats["synthetic"], seed),
+        settings=settings,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        warnings=warnings,
+        image_sets={"synthetic": syn_set, "real": real_set},
+    )
