@@ -51,7 +51,7 @@ def run_simgen(out: Path, frames: int, objects: int, renderer: str) -> tuple[flo
 
 def run_floor(dataset: Path, renderer: str) -> float:
     """Replay exactly the simulator work simgen did: build, the same step count, the same render calls."""
-    meta, loaded = dataset_spec(dataset)
+    _, loaded = dataset_spec(dataset)
     lines = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
     t_start = time.perf_counter()
     backend = make_backend("pybullet", renderer=renderer)  # starting the simulator is its work too

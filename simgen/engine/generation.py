@@ -93,6 +93,8 @@ def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: boo
             if not (layout.work.is_dir() or (out / DATASET_FILE).is_file()):
                 raise OutputExistsError(f"{out} is not empty and is not a simgen dataset; refusing to delete it")
             shutil.rmtree(out)
+        elif resume and layout.work.is_dir() and not any((layout.work / "shards").glob("*/*")):
+            pass  # killed before its first shard started: nothing to keep, start afresh
         elif resume:
             raise OutputExistsError(f"{out} is not empty and holds no simgen run to resume")
         else:
@@ -101,10 +103,11 @@ def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: boo
             )
     from simgen.writers.atomic import atomic_write_json
 
-    for sub in FRAME_DIRS.values():
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    # run.json first: from then on the folder is a resumable simgen run, whatever else a kill interrupts.
     (layout.work / "shards").mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_path, run)
+    for sub in FRAME_DIRS.values():
+        (out / sub).mkdir(parents=True, exist_ok=True)
 
 
 def generate(

@@ -127,12 +127,19 @@ def _atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
-def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode())
+def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> str:
+    data = (json.dumps(obj, indent=indent) + "\n").encode()
+    _atomic_write_bytes(path, data)
+    return _sha256(data)
 
 
-def _rewrite_manifest(path: Path, records: dict[int, dict[str, Any]]) -> None:
-    """Stream manifest.jsonl line by line into a temporary file with each frame's refine record, then rename."""
+def _rewrite_manifest(path: Path, records: dict[int, dict[str, Any]]) -> str:
+    """Stream manifest.jsonl line by line into a temporary file with each frame's refine record, then rename.
+
+    Returns:
+        The SHA-256 of the new manifest.
+    """
+    digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as dst, path.open() as src:
@@ -144,13 +151,16 @@ def _rewrite_manifest(path: Path, records: dict[int, dict[str, Any]]) -> None:
                 record = records.get(int(entry.get("frame", -1)))
                 if record is not None:
                     entry["refine"] = record
-                dst.write(json.dumps(entry) + "\n")
+                text = json.dumps(entry, separators=(",", ":")) + "\n"
+                digest.update(text.encode())
+                dst.write(text)
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return digest.hexdigest()
 
 
 def _imread_rgb(path: Path) -> np.ndarray:
@@ -370,9 +380,15 @@ def refine_dataset(
         "summary": summary,
     }
     refined_coco = _refined_coco(coco, images, anns_by_image, checks, refine_record, on_mismatch)
-    _atomic_write_json(out / REFINED_COCO, refined_coco, indent=None)
-    _rewrite_manifest(out / MANIFEST_FILE, records)
+    checksums = {
+        REFINED_COCO: _atomic_write_json(out / REFINED_COCO, refined_coco, indent=None),
+        MANIFEST_FILE: _rewrite_manifest(out / MANIFEST_FILE, records),
+    }
     dataset["refine"] = refine_record
+    if isinstance(dataset.get("files"), dict):
+        dataset["files"].update({"refined": f"{REFINED_DIR}/", "refined_coco": REFINED_COCO})
+    if isinstance(dataset.get("checksums"), dict):  # keep the generator's checksums true after the rewrite
+        dataset["checksums"].update(checksums)
     _atomic_write_json(out / DATASET_FILE, dataset)
     summary["seconds_total"] = round(time.perf_counter() - start, 3)
     log.info("refined %d frames: %s", len(images), summary["frames"])

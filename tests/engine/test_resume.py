@@ -1,0 +1,138 @@
+"""Kill real runs with SIGKILL at random points, resume, and compare with an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simgen.cli import app
+from simgen.engine import generate
+from simgen.engine.verify import verify_dataset
+from simgen.spec import load_spec, read_spec_file
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = REPO / "scenes" / "tabletop_clutter.yaml"
+N_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = read_spec_file(DEFAULT)
+    raw["objects"][0]["count"] = 5
+    raw["frames_per_scene"] = 2
+    raw["physics"]["max_steps"] = 300
+    raw["camera"]["width"], raw["camera"]["height"] = 96, 72
+    path = tmp_path_factory.mktemp("spec") / "small.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "ds"
+    generate(load_spec(spec_file), out, n_frames=N_FRAMES, seed=5, shard_frames=4)
+    return out
+
+
+def dataset_bytes(root: Path) -> dict[str, bytes]:
+    files = {str(p.relative_to(root)): p.read_bytes() for d in ("images", "depth", "instances") for p in (root / d).glob("*")}
+    files["annotations.coco.json"] = (root / "annotations.coco.json").read_bytes()
+    return files
+
+
+def _frames_committed(out: Path) -> int:
+    return sum(
+        len(p.read_bytes().split(b"\n")) - 1 for p in (out / ".simgen" / "shards").glob("shard_*/manifest.jsonl")
+    )
+
+
+def _cli(spec_file: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "simgen", "generate", str(spec_file), "-n", str(N_FRAMES), "-o", str(out),
+            "--seed", "5", "--shard-frames", "4", "--no-preview", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_is_byte_identical(spec_file: Path, reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(2024)  # the kill points are random but reproducible
+    kills = 0
+    for attempt in range(6):
+        extra = ["--resume"] if attempt else []
+        workers = ["--workers", "2"] if attempt % 2 else []
+        before = _frames_committed(out) if out.exists() else 0
+        proc = subprocess.Popen(_cli(spec_file, out, *extra, *workers), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        # Wait for new progress, then kill after a random extra delay.
+        while time.monotonic() < deadline and proc.poll() is None and _frames_committed(out) <= before:
+            time.sleep(0.05)
+        time.sleep(float(rng.uniform(0.0, 0.6)))
+        if proc.poll() is not None:
+            break  # finished before we could kill it
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert kills >= 2, "the run finished before it could be killed twice; make it longer"
+    result = subprocess.run(_cli(spec_file, out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert dataset_bytes(out) == dataset_bytes(reference)
+    report = verify_dataset(out)
+    assert report.ok, report
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["frame"] for m in manifest] == list(range(N_FRAMES))
+
+
+@pytest.mark.slow
+def test_verify_catches_deleted_truncated_and_edited_files(reference: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(out)])
+    assert ok.exit_code == 0, ok.output
+    (out / "images" / "000003.png").unlink()
+    data = (out / "depth" / "000001.png").read_bytes()
+    (out / "depth" / "000001.png").write_bytes(data[: len(data) // 2])
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    coco["annotations"][0]["bbox"][0] += 1.0
+    (out / "annotations.coco.json").write_text(json.dumps(coco))
+    (out / "images" / "stray.png").write_bytes(b"x")
+    report = verify_dataset(out)
+    assert report.missing == ["images/000003.png"]
+    assert sorted(report.corrupt) == ["annotations.coco.json", "depth/000001.png"]
+    assert report.extra == ["images/stray.png"]
+    bad = runner.invoke(app, ["verify", str(out)])
+    assert bad.exit_code == 1
+    assert "missing" in bad.output and "corrupt" in bad.output
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_different_run(spec_file: Path, reference: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from simgen.errors import OutputExistsError
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    with pytest.raises(OutputExistsError, match="seed"):
+        generate(load_spec(spec_file), out, n_frames=N_FRAMES, seed=6, shard_frames=4, resume=True)
+
+
+@pytest.mark.slow
+def test_replay_reproduces_a_frame(reference: Path) -> None:
+    from simgen.engine.replay import replay_frame
+
+    replayed = replay_frame(reference, 5)
+    assert replayed.settled_match
+    assert replayed.identical == {"rgb": True, "depth": True, "instances": True}
