@@ -166,7 +166,7 @@ def _projection_plot(projection: dict[str, Any]) -> str | None:
         ax.scatter(syn[:, 0], syn[:, 1], s=14, alpha=0.6, label=f"synthetic ({len(syn)})", color=SYN_COLOR)
     if real.size:
         ax.scatter(real[:, 0], real[:, 1], s=14, alpha=0.6, label=f"real ({len(real)})", color=REAL_COLOR, marker="^")
-    ratio = projection.get("explained_variance_ratio", [0, 0]) + [0, 0]
+    ratio = [*projection.get("explained_variance_ratio", []), 0.0, 0.0]
     ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% of variance)")
     ax.legend()
@@ -183,8 +183,8 @@ def _utility_plot(utility: dict[str, Any]) -> str | None:
     fig = _figure(max(5.0, 0.6 * len(classes) + 2), 3.2)
     ax = fig.add_subplot()
     x = np.arange(len(classes))
-    ax.bar(x - 0.2, [utility["tstr"]["per_class"][c].get(key, 0.0) for c in classes], 0.4, label="TSTR (train synthetic)",
-           color=SYN_COLOR)  # fmt: skip
+    tstr = [utility["tstr"]["per_class"][c].get(key, 0.0) for c in classes]
+    ax.bar(x - 0.2, tstr, 0.4, label="TSTR (train synthetic)", color=SYN_COLOR)
     ax.bar(x + 0.2, [utility["trtr"]["per_class"].get(c, {}).get(key, 0.0) for c in classes], 0.4,
            label="TRTR (train real)", color=REAL_COLOR)  # fmt: skip
     ax.set_xticks(x, classes)
@@ -211,8 +211,9 @@ def _metric_rows(metrics: dict[str, dict[str, Any]]) -> str:
         lo, hi = m["ci"]
         arrow = "higher is better" if m["higher_is_better"] else "lower is better"
         extra = f" (subset std {_fmt(m['subset_std'])})" if "subset_std" in m else ""
+        title = name.upper() if len(name) <= 3 else name
         rows.append(
-            f"<tr><td><b>{name.upper() if len(name) <= 3 else name}</b></td><td class=num>{_fmt(m['value'])}{extra}</td>"
+            f"<tr><td><b>{title}</b></td><td class=num>{_fmt(m['value'])}{extra}</td>"
             f"<td class=num>[{_fmt(lo)}, {_fmt(hi)}]</td><td>{arrow}</td><td>{html.escape(m['description'])}</td></tr>"
         )
     return "\n".join(rows)
@@ -254,6 +255,10 @@ def _utility_section(utility: dict[str, Any]) -> str:
     )
 
 
+def _blank(v: Any) -> str:
+    return "" if v is None else html.escape(str(v))
+
+
 def _labels_section(labels: dict[str, dict[str, Any]]) -> str:
     parts = []
     for side, info in labels.items():
@@ -266,10 +271,8 @@ def _labels_section(labels: dict[str, dict[str, Any]]) -> str:
         parts.append(f"<p><b>{side}</b>: {status}{' (' + kinds + ')' if kinds else ''}</p>")
         if n:
             rows = "".join(
-                f"<tr><td>{html.escape(p['kind'])}</td><td>{_fmt(p.get('frame', '') if p.get('frame') is not None else '')}"
-                f"</td><td>{p.get('image_id') if p.get('image_id') is not None else ''}</td>"
-                f"<td>{p.get('annotation_id') if p.get('annotation_id') is not None else ''}</td>"
-                f"<td>{html.escape(p['message'])}</td></tr>"
+                f"<tr><td>{html.escape(p['kind'])}</td><td>{_blank(p.get('frame'))}</td><td>{_blank(p.get('image_id'))}"
+                f"</td><td>{_blank(p.get('annotation_id'))}</td><td>{html.escape(p['message'])}</td></tr>"
                 for p in info["problems"][:MAX_PROBLEMS_SHOWN]
             )
             more = f"<p class=muted>{n - MAX_PROBLEMS_SHOWN} more in report.json</p>" if n > MAX_PROBLEMS_SHOWN else ""
@@ -315,6 +318,7 @@ def render_html(report: ValidationReport) -> str:
     warn = "".join(f"<li class=warn>{html.escape(w)}</li>" for w in report.warnings)
     from simgen import __version__
 
+    level = f"{100 * report.settings.get('level', 0.95):.0f}%"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>simgen validation report</title><style>{CSS}</style></head>
 <body>
@@ -323,11 +327,11 @@ def render_html(report: ValidationReport) -> str:
 {syn['kind']}) vs <span class=real><b>real</b></span> {html.escape(real['path'])} ({real['images']} of
 {real['total_images']} images, {real['kind']}).<br>
 <span class=muted>features: {html.escape(report.extractor)} ({report.settings.get('feature_dim')}-d); seed
-{report.settings.get('seed')}; {report.settings.get('n_boot')} bootstrap resamples, {100 * report.settings.get('level', 0.95):.0f}%
-intervals; simgen {__version__}</span></p>
+{report.settings.get('seed')}; {report.settings.get('n_boot')} bootstrap resamples, {level} intervals;
+simgen {__version__}</span></p>
 {f'<ul>{warn}</ul>' if warn else ''}
 <h2>Distribution metrics</h2>
-<table><tr><th>metric</th><th>value</th><th>{100 * report.settings.get('level', 0.95):.0f}% CI</th><th></th><th>meaning</th></tr>
+<table><tr><th>metric</th><th>value</th><th>{level} CI</th><th></th><th>meaning</th></tr>
 {_metric_rows(report.metrics)}</table>
 <p class=muted>All metrics compare feature vectors; intervals are percentile bootstrap intervals over the images
 (FID, KID and MMD resample both sets; PRDC resamples the evaluated samples with the k-NN balls held fixed).

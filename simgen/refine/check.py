@@ -100,14 +100,19 @@ class CheckConfig:
             raise ValueError(f"min_support_px: expected >= 1, got {self.min_support_px}")
         if self.search_px <= 2 * self.tolerance_px + 1:
             raise ValueError(
-                f"search_px: expected more than 2 * tolerance_px + 1 = {2 * self.tolerance_px + 1}, got {self.search_px}"
+                f"search_px: expected more than 2 * tolerance_px + 1 = {2 * self.tolerance_px + 1}, "
+                f"got {self.search_px}"
             )
         if not 0.0 < self.refined_threshold_scale <= 1.0:
-            raise ValueError(f"refined_threshold_scale: expected a number in (0, 1], got {self.refined_threshold_scale}")
+            raise ValueError(
+                f"refined_threshold_scale: expected a number in (0, 1], got {self.refined_threshold_scale}"
+            )
         if self.orientation_bins < 2:
             raise ValueError(f"orientation_bins: expected >= 2, got {self.orientation_bins}")
         if not 0 <= self.canny_low <= self.canny_high:
-            raise ValueError(f"canny_low/canny_high: expected 0 <= low <= high, got {self.canny_low}, {self.canny_high}")
+            raise ValueError(
+                f"canny_low/canny_high: expected 0 <= low <= high, got {self.canny_low}, {self.canny_high}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-serializable dict."""
@@ -225,7 +230,9 @@ def _as_rgb(image: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-def edge_structure(image: np.ndarray, config: CheckConfig | None = None, *, threshold_scale: float = 1.0) -> EdgeStructure:
+def edge_structure(
+    image: np.ndarray, config: CheckConfig | None = None, *, threshold_scale: float = 1.0
+) -> EdgeStructure:
     """Compute the oriented edge map of an image.
 
     Args:
@@ -486,7 +493,9 @@ def check_frame(
         if o.status != "fail" or o.chance is None:
             continue
         if o.chance > cfg.max_chance:
-            reasons.append(f"object {o.index}: edges all around it (chance support {o.chance:.2f}); outline unverifiable")
+            reasons.append(
+                f"object {o.index}: edges all around it (chance support {o.chance:.2f}); outline unverifiable"
+            )
         elif o.offset != (0, 0):
             reasons.append(f"object {o.index} appears displaced by {o.offset} px")
     if frame_score is not None and frame_score < cfg.min_frame_score:

@@ -36,10 +36,13 @@ def refine(
     cpu_offload: Annotated[bool, typer.Option(help="Offload idle sub-models to CPU memory (needs CUDA).")] = False,
     max_sequence_length: Annotated[int, typer.Option(help="T5 prompt tokens (FLUX).")] = 512,
     on_mismatch: Annotated[
-        str, typer.Option(help="reject: leave frames whose labels no longer match out of the refined COCO; flag: keep, flagged.")
+        str,
+        typer.Option(
+            help="reject: leave frames whose labels no longer match out of the refined COCO; flag: mark them."
+        ),
     ] = "reject",
-    min_object_score: Annotated[float, typer.Option(help="Boundary support an object needs (0..1).")] = 0.5,
-    min_frame_score: Annotated[float, typer.Option(help="Pooled boundary support a frame needs (0..1).")] = 0.7,
+    min_object_score: Annotated[float, typer.Option(help="Outline score an object needs (0..1).")] = 0.5,
+    min_frame_score: Annotated[float, typer.Option(help="Pooled outline score a frame needs (0..1).")] = 0.7,
     tolerance: Annotated[float, typer.Option(help="Edge match tolerance in pixels.")] = 3.0,
     require_verified: Annotated[
         bool, typer.Option(help="Fail objects too small or low-contrast to verify, instead of reporting them.")

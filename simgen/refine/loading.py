@@ -124,7 +124,9 @@ def _download_hint(hub_id: str | None, what: str) -> str:
     return f"download it with `huggingface-cli download {hub_id}`{extra}, or pass a local folder"
 
 
-def resolve_source(ref: str, *, what: str, required_file: str | None = None, subfolder: str | None = None) -> ModelSource:
+def resolve_source(
+    ref: str, *, what: str, required_file: str | None = None, subfolder: str | None = None
+) -> ModelSource:
     """Resolve a ``--model`` / ``--controlnet`` value to a local folder or a hub id, failing fast and clearly.
 
     Local folders are tried first. A hub id is looked up in the local Hugging Face cache; when it is not
@@ -168,8 +170,7 @@ def resolve_source(ref: str, *, what: str, required_file: str | None = None, sub
     if hub_offline():
         raise ModelNotFound(
             f"{what} '{ref}' is neither a local folder nor in the local Hugging Face cache, and the hub is offline "
-            "(HF_HUB_OFFLINE=1): "
-            + _download_hint(ref, what)
+            "(HF_HUB_OFFLINE=1): " + _download_hint(ref, what)
         )
     return ModelSource(ref, None, ref, None, subfolder)
 
@@ -182,7 +183,7 @@ def _cached_snapshot(hub_id: str, required_file: str | None, subfolder: str | No
     filename = "/".join(p for p in (subfolder, required_file or "config.json") if p)
     try:
         found = try_to_load_from_cache(hub_id, filename)
-    except Exception:  # noqa: BLE001 - a malformed id or cache is "not cached"
+    except Exception:  # a malformed id or cache counts as "not cached"
         return None
     if not isinstance(found, str):
         return None

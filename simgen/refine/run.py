@@ -191,7 +191,8 @@ def _masks(image: dict[str, Any], anns: list[dict[str, Any]], instances: np.ndar
         if isinstance(seg, dict):
             from pycocotools import mask as mask_utils
 
-            rle = {"size": seg["size"], "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]}
+            counts = seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]
+            rle = {"size": seg["size"], "counts": counts}
             out.append(mask_utils.decode(rle).astype(bool))
         else:
             raise SimgenError(
@@ -269,7 +270,7 @@ def refine_dataset(
     coco = _read_json(out / COCO_FILE)
     if not (out / MANIFEST_FILE).is_file():
         raise SimgenError(f"{out} is not a simgen dataset: {MANIFEST_FILE} is missing")
-    refined_dir, rejected_dir = out / REFINED_DIR, out / REJECTED_DIR
+    refined_dir = out / REFINED_DIR
     if refined_dir.exists() or (out / REFINED_COCO).exists():
         if not overwrite:
             raise OutputExistsError(
@@ -311,7 +312,9 @@ def refine_dataset(
             anns = anns_by_image.get(im["id"], [])
             renders.append(rgb)
             controls.append(
-                control_images(settings.control, rgb, depth, canny_low=settings.canny_low, canny_high=settings.canny_high)
+                control_images(
+                    settings.control, rgb, depth, canny_low=settings.canny_low, canny_high=settings.canny_high
+                )
             )
             prompts.append(
                 render_prompt(
@@ -330,7 +333,9 @@ def refine_dataset(
             batch, renders, refined, prompts, seeds, extras, strict=True
         ):
             if new.shape != rgb.shape or new.dtype != np.uint8:
-                raise SimgenError(f"frame {frame}: the refiner returned {new.shape} {new.dtype}, expected {rgb.shape} uint8")
+                raise SimgenError(
+                    f"frame {frame}: the refiner returned {new.shape} {new.dtype}, expected {rgb.shape} uint8"
+                )
             t1 = time.perf_counter()
             instances = _imread_raw(out / im["instance_file"]) if im.get("instance_file") else None
             result = check_frame(
@@ -409,9 +414,7 @@ def _summary(
                 objects["checked"] += 1
         if r["check"]["frame_score"] is not None:
             scores.append(r["check"]["frame_score"])
-    stats = (
-        {"min": round(float(np.min(scores)), 4), "median": round(float(np.median(scores)), 4)} if scores else None
-    )
+    stats = {"min": round(float(np.min(scores)), 4), "median": round(float(np.median(scores)), 4)} if scores else None
     return {
         "frames": frames,
         "objects": objects,

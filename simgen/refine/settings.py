@@ -126,7 +126,8 @@ class RefineSettings:
             )
         if self.device not in DEVICES:
             raise RefineSettingsError(
-                f"--device: expected one of {', '.join(DEVICES)}, got '{self.device}'" + did_you_mean(self.device, DEVICES)
+                f"--device: expected one of {', '.join(DEVICES)}, got '{self.device}'"
+                + did_you_mean(self.device, DEVICES)
             )
         if self.dtype not in DTYPES:
             raise RefineSettingsError(
@@ -199,7 +200,12 @@ def _plural(name: str, n: int) -> str:
     if n == 1:
         return f"a{'n' if name[:1].lower() in 'aeiou' else ''} {name}"
     words = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
-    noun = name if name.endswith("s") else (name[:-1] + "ies" if name.endswith("y") and name[-2:-1] not in "aeiou" else name + "s")
+    if name.endswith(("s", "x", "ch", "sh")):
+        noun = name + "es"
+    elif name.endswith("y") and name[-2:-1] not in "aeiou":
+        noun = name[:-1] + "ies"
+    else:
+        noun = name + "s"
     return f"{words.get(n, str(n))} {noun}"
 
 

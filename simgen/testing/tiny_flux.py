@@ -152,13 +152,14 @@ def build_tiny_sd_controlnet(path: str | Path, *, seed: int = 0) -> Path:
         cross_attention_dim=TEXT_DIM, norm_num_groups=2, attention_head_dim=2,
     ).eval()  # fmt: skip
     controlnet = diffusers.ControlNetModel(
-        block_out_channels=(4, 8), layers_per_block=1, in_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        cross_attention_dim=TEXT_DIM, conditioning_embedding_out_channels=(4, 8), norm_num_groups=2,
-        attention_head_dim=2,
+        block_out_channels=(4, 8), layers_per_block=1, in_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=TEXT_DIM,
+        conditioning_embedding_out_channels=(4, 8), norm_num_groups=2, attention_head_dim=2,
     ).eval()  # fmt: skip
     vae = diffusers.AutoencoderKL(
         block_out_channels=(4, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
     ).eval()  # fmt: skip
     clip, _ = _text_encoders(torch, transformers)
     pipe = diffusers.StableDiffusionControlNetPipeline(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -137,3 +138,34 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
         return write_dataset(tmp_path / name, **kw)
 
     return make
+
+
+@pytest.fixture
+def frame_factory() -> Callable[..., dict[str, Any]]:
+    """Factory: ``frame_factory(seed, width=64, height=64, **kw)`` -> a synthetic frame (see ``synthetic_frame``)."""
+
+    def make(seed: int, width: int = 64, height: int = 64, **kw: Any) -> dict[str, Any]:
+        return synthetic_frame(np.random.default_rng([7, seed]), width, height, **kw)
+
+    return make
+
+
+def shift_image(img: np.ndarray, dx: int, dy: int = 0) -> np.ndarray:
+    """The whole image shifted by (dx, dy) pixels, edges reflected."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def photometric(img: np.ndarray, seed: int) -> np.ndarray:
+    """A plausible 'realism' change that keeps the structure: colour gains, blur, noise, fine texture."""
+    rng = np.random.default_rng(seed)
+    x = img.astype(np.float32) * rng.uniform(0.8, 1.2, 3)[None, None] + rng.uniform(-20, 20)
+    x = cv2.GaussianBlur(x, (0, 0), 0.8) + rng.normal(0, 6, img.shape)
+    tex = cv2.GaussianBlur(rng.random(img.shape[:2]).astype(np.float32), (0, 0), 1.0)
+    return np.clip(x + 25 * (tex[..., None] - 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def planted() -> SimpleNamespace:
+    """Planted image changes: ``shift``, ``photometric``."""
+    return SimpleNamespace(shift=shift_image, photometric=photometric)

@@ -1,0 +1,72 @@
+"""Scaling of `simgen generate`: workers, Ray vs the local pool, and memory vs dataset size.
+
+Prints, in one run:
+  * 2 workers vs 1 (same frames):                 target >= 1.8x
+  * Ray local cluster vs the local pool, 2 CPUs:  target >= 0.9x
+  * peak RSS of 5,000 vs 500 frames (small res):  target <= 1.1x
+
+Each run happens in a fresh subprocess, so peak RSS and start-up costs are measured honestly.
+Usage: python benchmarks/scaling.py [--frames 64] [--small 500] [--large 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "scenes" / "tabletop_clutter.yaml"
+
+CHILD = r"""
+import json, resource, sys, time, os
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from simgen.engine import generate
+from simgen.spec import load_spec, read_spec_file
+spec_path, out, n, workers, runner, w, h, count, fps = sys.argv[1:]
+raw = read_spec_file(spec_path)
+raw["objects"][0]["count"] = int(count)
+raw["frames_per_scene"] = int(fps)
+spec = load_spec(raw, base_dir=os.path.dirname(spec_path))
+t = time.perf_counter()
+r = generate(spec, out, n_frames=int(n), seed=0, workers=int(workers), runner=runner, resolution=(int(w), int(h)))
+dt = time.perf_counter() - t
+rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"fps": int(n) / dt, "seconds": dt, "peak_rss_mb": rss / 1024, "renderer": r.renderer}))
+"""
+
+
+def run(out: Path, n: int, workers: int, runner: str, res: tuple[int, int], count: int, fps: int) -> dict:
+    cmd = [sys.executable, "-c", CHILD, str(SPEC), str(out), str(n), str(workers), runner, str(res[0]), str(res[1]),
+           str(count), str(fps)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--large", type=int, default=5000)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="simgen-scaling-"))
+    res, count = (320, 240), 15
+    one = run(tmp / "w1", args.frames, 1, "local", res, count, 4)
+    two = run(tmp / "w2", args.frames, 2, "local", res, count, 4)
+    ray = run(tmp / "ray", args.frames, 2, "ray", res, count, 4)
+    print(f"1 worker  {one['fps']:.2f} frames/s ({one['renderer']})")
+    print(f"2 workers {two['fps']:.2f} frames/s   ratio {two['fps'] / one['fps']:.2f}x (target >= 1.8x)")
+    print(f"ray (2)   {ray['fps']:.2f} frames/s   ratio vs pool {ray['fps'] / two['fps']:.2f}x (target >= 0.9x)")
+    small = run(tmp / "small", args.small, 1, "local", (64, 48), 3, 50)
+    large = run(tmp / "large", args.large, 1, "local", (64, 48), 3, 50)
+    ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    print(f"peak RSS {args.small} frames {small['peak_rss_mb']:.0f} MB")
+    print(f"peak RSS {args.large} frames {large['peak_rss_mb']:.0f} MB")
+    print(f"   ratio {ratio:.3f} (target <= 1.1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Conformance checks for dataset writers (:class:`~simgen.writers.base.DatasetWriter`), and helpers to build frames.
+
+:func:`check_writer` runs a writer the way the engine does, twice, and asserts its contract:
+
+* ``write_frame`` returns a :class:`~simgen.writers.base.FrameOutput` whose checksums match the files on
+  disk, whose paths are relative and belong to one frame only, and whose record is plain JSON;
+* nothing else appears on disk (no unlisted file, no temporary file left behind);
+* ``finalize`` accepts the records streamed once, in frame order, after a JSON round trip (as the engine
+  reads them back from the shard fragments), and its checksums match too;
+* the same frames give byte-identical files, records and checksums, whatever the order they are written
+  in (shards finish in any order) and when a frame is written again over its own files (a resumed run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import numpy as np
+
+from simgen.frame import FrameBuffers
+from simgen.labels import annotate, depth_to_png_mm
+from simgen.writers.atomic import write_png
+from simgen.writers.base import DatasetWriter, FrameContext, FrameOutput
+
+#: Folder of each kind of frame file the engine writes before the writers run.
+FRAME_DIRS = {"rgb": "images", "depth": "depth", "instances": "instances"}
+
+
+class WriterCheckError(AssertionError):
+    """A writer broke the :class:`~simgen.writers.base.DatasetWriter` contract."""
+
+
+def frame_context(
+    buffers: FrameBuffers,
+    frame: int,
+    categories: Sequence[str],
+    *,
+    scene: int = 0,
+    kinds: Sequence[str] = ("rgb", "depth", "instances"),
+    min_visible_px: int = 1,
+    min_visibility: float = 0.0,
+    on_filtered: Literal["drop", "flag"] = "drop",
+) -> FrameContext:
+    """A :class:`FrameContext` built the way the shard loop builds it: real labels, a real COCO record.
+
+    Args:
+        buffers: The frame's buffers.
+        frame: Frame index.
+        categories: Category names (id = position + 1).
+        scene: Scene index.
+        kinds: Which engine files the frame has (``rgb``, ``depth``, ``instances``); see :func:`stage_frame_files`.
+        min_visible_px: Passed to :func:`simgen.labels.annotate`.
+        min_visibility: Passed to :func:`simgen.labels.annotate`.
+        on_filtered: Passed to :func:`simgen.labels.annotate`.
+
+    Returns:
+        The context.
+    """
+    from simgen.writers.coco import frame_record
+
+    annotations = annotate(
+        buffers, min_visible_px=min_visible_px, min_visibility=min_visibility, on_filtered=on_filtered
+    )
+    files = {kind: f"{FRAME_DIRS[kind]}/{frame:06d}.png" for kind in kinds}
+    coco = frame_record(
+        frame_index=frame,
+        scene_index=scene,
+        file_name=files.get("rgb", f"{FRAME_DIRS['rgb']}/{frame:06d}.png"),
+        annotations=annotations,
+        category_ids={name: i + 1 for i, name in enumerate(categories)},
+        depth_file=files.get("depth"),
+        instance_file=files.get("instances"),
+        K=buffers.K,
+        T_world_cam=buffers.T_world_cam,
+        width=buffers.width,
+        height=buffers.height,
+    )
+    return FrameContext(frame, scene, buffers, annotations, coco, files, tuple(categories))
+
+
+def stage_frame_files(root: Path, ctx: FrameContext) -> dict[str, str]:
+    """Write the files the engine writes before the writers run, under the names ``ctx.files`` gives.
+
+    ``rgb`` is the RGB PNG, ``depth`` the uint16 millimetre PNG, ``instances`` the uint16 id PNG.
+
+    Returns:
+        Relative path -> SHA-256 of each file written.
+    """
+    out: dict[str, str] = {}
+    b = ctx.buffers
+    for kind, rel in ctx.files.items():
+        if kind == "rgb":
+            image = np.asarray(b.rgb, dtype=np.uint8)
+        elif kind == "depth":
+            image = depth_to_png_mm(b.depth_m)
+        elif kind == "instances":
+            image = np.asarray(b.instance_ids).astype(np.uint16)
+        else:
+            raise ValueError(f"ctx.files: unknown kind '{kind}', expected one of {sorted(FRAME_DIRS)}")
+        path = Path(root) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out[rel] = write_png(path, image)
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones too), relative POSIX path -> bytes."""
+    out: dict[str, bytes] = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
+
+
+def _check_files(root: Path, files: Any, who: str) -> dict[str, str]:
+    if not isinstance(files, Mapping):
+        raise WriterCheckError(f"{who}: expected a dict of relative path -> sha256, got {type(files).__name__}")
+    for rel, digest in files.items():
+        p = PurePosixPath(str(rel))
+        if not isinstance(rel, str) or p.is_absolute() or ".." in p.parts or "\\" in rel or str(p) != rel:
+            raise WriterCheckError(f"{who}: '{rel}' is not a normalised relative POSIX path")
+        path = root / rel
+        if not path.is_file():
+            raise WriterCheckError(f"{who}: lists '{rel}', which is not a file on disk")
+        if _sha256(path) != digest:
+            raise WriterCheckError(f"{who}: the sha256 given for '{rel}' does not match the file on disk")
+    return dict(files)
+
+
+def _check_record(record: Any, who: str) -> None:
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise WriterCheckError(f"{who}: the record must be a dict or None, got {type(record).__name__}")
+    try:
+        back = json.loads(json.dumps(record, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise WriterCheckError(f"{who}: the record is not plain JSON ({exc})") from exc
+    if back != record:
+        raise WriterCheckError(f"{who}: the record changes through a JSON round trip (tuples, non-str keys ...)")
+
+
+def _run(
+    writer: DatasetWriter, root: Path, contexts: Sequence[FrameContext], order: Sequence[int], dataset: dict[str, Any]
+) -> tuple[dict[int, FrameOutput], dict[str, str], dict[str, bytes]]:
+    root.mkdir(parents=True, exist_ok=False)
+    staged: set[str] = set()
+    for ctx in contexts:
+        staged |= set(stage_frame_files(root, ctx))
+    outputs: dict[int, FrameOutput] = {}
+    owner: dict[str, int] = {}
+    for k in order:
+        ctx = contexts[k]
+        who = f"{type(writer).__name__}.write_frame(frame {ctx.frame})"
+        out = writer.write_frame(root, ctx)
+        if not isinstance(out, FrameOutput):
+            raise WriterCheckError(f"{who}: expected a FrameOutput, got {type(out).__name__}")
+        files = _check_files(root, out.files, who)
+        _check_record(out.record, who)
+        for rel in files:
+            if rel in staged:
+                raise WriterCheckError(f"{who}: lists the engine's own file '{rel}'")
+            if owner.setdefault(rel, ctx.frame) != ctx.frame:
+                raise WriterCheckError(f"{who}: writes '{rel}', which frame {owner[rel]} wrote too")
+        outputs[ctx.frame] = out
+    stray = set(_tree(root)) - staged - set(owner)
+    if stray:
+        raise WriterCheckError(f"{type(writer).__name__}.write_frame left unlisted files: {sorted(stray)[:5]}")
+
+    def records() -> Iterator[dict[str, Any]]:  # as the engine streams them back from the fragments
+        for frame in sorted(outputs):
+            record = outputs[frame].record
+            if record is not None:
+                yield json.loads(json.dumps(record))
+
+    who = f"{type(writer).__name__}.finalize"
+    final = _check_files(root, writer.finalize(root, records(), dataset), who)
+    clash = set(final) & (staged | set(owner))
+    if clash:
+        raise WriterCheckError(f"{who}: rewrites per-frame files {sorted(clash)[:5]}")
+    stray = set(_tree(root)) - staged - set(owner) - set(final)
+    if stray:
+        raise WriterCheckError(f"{who} left unlisted files: {sorted(stray)[:5]}")
+    return outputs, final, _tree(root)
+
+
+def check_writer(
+    writer: DatasetWriter,
+    contexts: Sequence[FrameContext],
+    *,
+    dataset: dict[str, Any] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Assert a writer's contract on some frames (see the module docstring).
+
+    Args:
+        writer: The writer to check.
+        contexts: Frames with distinct indices; their engine files (``ctx.files``) are written first, with
+            :func:`stage_frame_files`.
+        dataset: The dataset record handed to ``finalize``; by default ``{"categories": [...]}`` from the
+            first context's categories.
+        tmp_dir: An empty or absent folder to work in; a temporary one by default.
+
+    Raises:
+        WriterCheckError: The writer broke its contract (the message says how).
+    """
+    if not isinstance(writer, DatasetWriter):
+        raise WriterCheckError(f"{type(writer).__name__} lacks name, write_frame or finalize")
+    if not isinstance(writer.name, str) or not writer.name:
+        raise WriterCheckError(f"{type(writer).__name__}.name must be a non-empty str, got {writer.name!r}")
+    if not contexts:
+        raise WriterCheckError("check_writer needs at least one frame")
+    frames = [c.frame for c in contexts]
+    if len(set(frames)) != len(frames):
+        raise WriterCheckError(f"contexts: frame indices must be distinct, got {frames}")
+    if dataset is None:
+        cats = contexts[0].categories
+        dataset = {"categories": [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(cats)]}
+    with tempfile.TemporaryDirectory(prefix="simgen-check-writer-") as tmp:
+        base = Path(tmp_dir) if tmp_dir is not None else Path(tmp)
+        forward = sorted(range(len(contexts)), key=lambda k: frames[k])
+        out_a, final_a, tree_a = _run(writer, base / "a", contexts, forward, dataset)
+        out_b, final_b, tree_b = _run(writer, base / "b", contexts, forward[::-1], dataset)
+        name = type(writer).__name__
+        for frame, a in out_a.items():
+            if a != out_b[frame]:
+                raise WriterCheckError(f"{name}: frame {frame} gives another output when frames come in another order")
+        if final_a != final_b:
+            raise WriterCheckError(f"{name}.finalize: checksums differ when frames come in another order")
+        if tree_a != tree_b:
+            differ = sorted(k for k in set(tree_a) | set(tree_b) if tree_a.get(k) != tree_b.get(k))
+            raise WriterCheckError(f"{name}: files differ when frames come in another order: {differ[:5]}")
+
+        # A resumed run writes a finished frame again over its own files, then finalizes again.
+        root = base / "a"
+        first = contexts[forward[0]]
+        again = writer.write_frame(root, first)
+        if again != out_a[first.frame]:
+            raise WriterCheckError(f"{name}: writing frame {first.frame} again gives another output")
+        records = (json.loads(json.dumps(out_a[f].record)) for f in sorted(out_a) if out_a[f].record is not None)
+        if writer.finalize(root, records, dataset) != final_a:
+            raise WriterCheckError(f"{name}.finalize: a second run gives other checksums")
+        if _tree(root) != tree_a:
+            raise WriterCheckError(f"{name}: writing a frame and finalizing again changed the files on disk")
