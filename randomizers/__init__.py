@@ -37,6 +37,12 @@ for _name, _target in {
     "sensor/vignette-v1": "simgen.randomizers.sensor:Vignette",
     "sensor/chromatic-aberration-v1": "simgen.randomizers.sensor:ChromaticAberration",
     "sensor/dead-pixels-v1": "simgen.randomizers.sensor:DeadPixels",
+    "physics/dynamics-v1": "simgen.randomizers.physics:Dynamics",
+    "robot/joints-v1": "simgen.randomizers.robots:JointAngles",
+    "occluders/flying-v1": "simgen.randomizers.occluders:FlyingOccluders",
+    "appearance/specular-v1": "simgen.randomizers.materials:Specular",
+    "appearance/image-texture-v1": "simgen.randomizers.materials:ImageTexture",
+    "background/photo-v1": "simgen.randomizers.background:BackgroundPhoto",
 }.items():
     REGISTRY.register(_name, _target)
 

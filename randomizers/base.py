@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    from simgen.frame import FrameBuffers
     from simgen.spec.models import SceneSpec
 
 Stage = Literal["scene", "view", "sensor"]
@@ -32,6 +33,9 @@ class SampleContext:
         state: The scene state built so far (scene stage) or the settled scene (view stage).
         base_dir: The spec's folder, for assets given relative to it.
         roots: Extra allowed asset roots.
+        stereo_side: With a stereo camera, 0 for the left and 1 for the right frame of a pair (both
+            frames get the same ``index`` and the same rng, so they share every draw); else None.
+        view: The view state built so far by earlier view randomizers (the camera, for occluders).
     """
 
     spec: SceneSpec
@@ -39,6 +43,14 @@ class SampleContext:
     state: Mapping[str, Any] = field(default_factory=dict)
     base_dir: Path | None = None
     roots: tuple[Path, ...] = ()
+    stereo_side: int | None = None
+    view: Mapping[str, Any] = field(default_factory=dict)
+
+    def target_fixtures(self, tags: list[str]) -> list[str]:
+        """The uids of the scene's fixtures carrying any of ``tags`` (all fixtures when ``tags`` is empty)."""
+        fixtures = self.state.get("fixtures", [])
+        wanted = set(tags)
+        return [f["uid"] for f in fixtures if not tags or wanted.intersection(f.get("tags", ()))]
 
     def target_uids(self, tags: list[str]) -> list[str]:
         """The uids of the scene's objects carrying any of ``tags`` (all objects when ``tags`` is empty)."""
@@ -66,6 +78,8 @@ class Randomizer:
     Params: ClassVar[type[BaseModel]] = NoParams
     #: The spec sections a core randomizer reads, for ``simgen list randomizers``.
     reads: ClassVar[tuple[str, ...]] = ()
+    #: Parameters for docs and conformance checks, when the defaults alone are not valid.
+    example_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: BaseModel | None = None, tags: list[str] | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -84,7 +98,15 @@ class SensorRandomizer(Randomizer):
     """
 
     stage: ClassVar[Stage] = "sensor"
+    #: True for effects that also read the frame's masks or depth (never write them): see ``apply_with``.
+    needs_buffers: ClassVar[bool] = False
 
     def apply(self, rgb: np.ndarray, patch: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
         """Return a new uint8 RGB image with the effect applied."""
         raise NotImplementedError
+
+    def apply_with(
+        self, rgb: np.ndarray, patch: dict[str, Any], rng: np.random.Generator, buffers: FrameBuffers
+    ) -> np.ndarray:
+        """Like :meth:`apply`, for effects that read the frame's depth or instance mask (read only)."""
+        return self.apply(rgb, patch, rng)

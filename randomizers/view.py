@@ -48,6 +48,12 @@ class LookAtShell(Randomizer):
         target = np.array(sample(la.target, rng, i), dtype=float) + rng.normal(0.0, 1.0, size=3) * jitter
         eye = target + distance * spherical(azimuth, elevation)
         pose = look_at(eye, target, math.radians(roll))
+        sampled: dict[str, Any] = {}
+        if cam.stereo_baseline is not None:
+            baseline = float(sample(cam.stereo_baseline, rng, i))
+            side = ctx.stereo_side or 0
+            pose[:3, 3] += side * baseline * pose[:3, 0]  # the right camera sits along the left one's x axis
+            sampled = {"stereo_baseline": baseline, "stereo_side": "right" if side else "left"}
         return {
             "camera": {
                 "width": cam.width,
@@ -63,6 +69,7 @@ class LookAtShell(Randomizer):
                     "roll_deg": roll,
                     "fov_deg": fov,
                     "target": as_list(target),
+                    **sampled,
                 },
             }
         }

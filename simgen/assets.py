@@ -89,3 +89,31 @@ def asset_stem(ref: str) -> str:
     """A readable default category for an asset reference: its file stem without ``_vhacd``."""
     stem = Path(ref.removeprefix(PYBULLET_PREFIX)).stem
     return stem.removesuffix("_vhacd")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def resolve_folder(ref: str, *, base_dir: Path | None, roots: Sequence[Path] = (), where: str = "") -> Path:
+    """Resolve a folder reference with the same rules as :func:`resolve_asset` (no escapes)."""
+    prefix = f"{where}: " if where else ""
+    if ref.startswith(PYBULLET_PREFIX):
+        root = pybullet_data_dir()
+        path = (root / ref[len(PYBULLET_PREFIX) :]).resolve()
+        allowed = [root]
+    else:
+        allowed = [r.resolve() for r in roots] + ([base_dir.resolve()] if base_dir is not None else [])
+        raw = Path(ref).expanduser()
+        if not raw.is_absolute() and base_dir is None:
+            raise AssetError(f"{prefix}relative folder '{ref}' needs a spec file to resolve against")
+        path = raw.resolve() if raw.is_absolute() else (base_dir / raw).resolve()  # type: ignore[operator]
+    if not any(_inside(path, r) for r in allowed):
+        raise AssetError(f"{prefix}'{ref}' resolves to {path}, outside the allowed asset roots")
+    if not path.is_dir():
+        raise AssetError(f"{prefix}no folder '{ref}'")
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name (so a draw by index is reproducible)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import logging
 import math
@@ -47,6 +48,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pybullet as p
@@ -176,7 +178,7 @@ class PyBulletBackend:
         self._lut = np.zeros(1, dtype=np.uint16)
         #: (body, link) -> instance id overrides; empty until link-level instances are supported.
         self._link_instances: dict[tuple[int, int], int] = {}
-        self._spellings: dict[tuple[str, float], int] = {}
+        self._spellings: dict[tuple[str, float, int], int] = {}
         self._box_cache: dict[tuple[str, float], tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
         self._cid = p.connect(p.DIRECT)
         if self._cid < 0:
@@ -308,11 +310,11 @@ class PyBulletBackend:
             raise AssetError(f"objects: at most 65535 objects fit a uint16 instance mask, got {len(objects)}")
         for instance_id, (uid, entry) in enumerate(objects, start=1):
             where = f"objects['{uid}']"
-            body, box_key = self._create(entry, fixed=False, where=where)
+            body, cache_key = self._create(entry, fixed=False, where=where)
             record = self._finish_body(body, uid, instance_id, entry.get("color"))
             if entry.get("mass") is not None and entry.get("path"):  # primitives and meshes got it at creation
                 p.changeDynamics(body, -1, mass=float(entry["mass"]), physicsClientId=cid)
-            center, size, exact = self._object_box(record, box_key, entry)
+            center, size, exact = self._object_box(record, cache_key, entry)
             record.box_exact = exact
             record.reach = _reach(center, size, p.getDynamicsInfo(body, -1, physicsClientId=cid)[3])
             record.info = ObjectInfo(
@@ -333,11 +335,16 @@ class PyBulletBackend:
         self._lut = lut  # the last entry stays 0: every out-of-range value (background) maps there
         logger.debug("built %d bodies (%d objects)", len(self._bodies), len(self._objects))
 
-    def _spelling(self, path: str, scale: float) -> str:
-        """The file name to load ``path`` at ``scale`` through (a distinct spelling per pair, with EGL)."""
+    def _spelling(self, path: str, scale: float, *, shared: bool = True) -> str:
+        """The file name to load ``path`` at ``scale`` through.
+
+        With EGL, each ``(path, scale)`` pair gets one spelling, or each call its own when ``shared`` is False
+        (so PyBullet reports the body's visual data). Other renderers load ``path`` as is.
+        """
         if self.renderer != "egl":
             return path
-        k = self._spellings.setdefault((path, float(scale)), len(self._spellings))
+        key = (path, float(scale), 0 if shared else len(self._spellings) + 1)
+        k = self._spellings.setdefault(key, len(self._spellings))
         head, tail = os.path.split(path)
         spelled = os.path.join(head, "./" * k + tail)
         if len(spelled) > _MAX_PATH_SPELLING:
@@ -354,10 +361,11 @@ class PyBulletBackend:
         *,
         fixed: bool,
         where: str,
+        shared: bool = True,
     ) -> int:
         try:
             return p.loadURDF(
-                self._spelling(path, scale),
+                self._spelling(path, scale, shared=shared),
                 basePosition=[float(v) for v in position],
                 baseOrientation=[float(v) for v in orientation],
                 useFixedBase=fixed,
@@ -368,7 +376,13 @@ class PyBulletBackend:
             raise AssetError(f"{where}: PyBullet cannot load '{path}': {exc}") from exc
 
     def _create(self, entry: dict[str, Any], *, fixed: bool, where: str) -> tuple[int, tuple[str, float] | None]:
-        """Create one fixture or object; return its body id and the key of its 3D box in the cache."""
+        """Create one fixture or object; return its body id and the key of its 3D box in the cache (None: no cache).
+
+        Only single-link assets share a cached box (and, with EGL, cached geometry): their box is computed from
+        the visual frames alone, so it is the same bits for every instance. A multi-link box goes through the
+        links' world poses, whose rounding depends on the instance's pose, so each instance computes its own
+        and (with EGL) gets its own file spelling, without which PyBullet reports no visual data for it.
+        """
         position = entry.get("position", (0.0, 0.0, 0.0))
         orientation = entry.get("orientation", _IDENTITY_QUAT)
         scale = float(entry.get("scale", 1.0))
@@ -378,7 +392,9 @@ class PyBulletBackend:
         if path:
             suffix = Path(path).suffix.lower()
             if suffix == ".urdf":
-                return self._load_urdf(path, position, orientation, scale, fixed=fixed, where=where), (path, scale)
+                single = _urdf_link_count(path) == 1
+                body = self._load_urdf(path, position, orientation, scale, fixed=fixed, where=where, shared=single)
+                return body, (path, scale) if single else None
             if suffix == ".obj":
                 return self._create_mesh(entry, path, scale, fixed=fixed, where=where), ("obj:" + path, scale)
             raise AssetError(f"{where}.path: expected a .urdf or .obj file, got '{path}'")
@@ -491,7 +507,7 @@ class PyBulletBackend:
         return p.multiplyTransforms(pos, orn, b.com_to_link[0], b.com_to_link[1])
 
     def _object_box(
-        self, b: _Body, key: tuple[str, float] | None, entry: dict[str, Any]
+        self, b: _Body, cache_key: tuple[str, float] | None, entry: dict[str, Any]
     ) -> tuple[tuple[float, float, float], tuple[float, float, float], bool]:
         """The 3D box (centre, size, exact) of an object in its link frame, from its visual geometry.
 
@@ -499,11 +515,11 @@ class PyBulletBackend:
         a visual cannot be read (e.g. a Collada mesh) does it fall back to the collision AABB with the
         body at identity, which may differ from the rendered shape (``exact=False``).
         """
-        if key is None:
+        if not entry.get("path"):
             half = primitive_half_extents(entry["shape"], float(entry.get("scale", 1.0)))
             return (0.0, 0.0, 0.0), tuple(float(v) for v in 2 * half), True  # type: ignore[return-value]
-        if key in self._box_cache:
-            center, size = self._box_cache[key]
+        if cache_key is not None and cache_key in self._box_cache:
+            center, size = self._box_cache[cache_key]
             return center, size, True
         cid = self._cid
         T_world_base = pose_matrix(*self._link_pose(b))
@@ -527,7 +543,8 @@ class PyBulletBackend:
             return (*self._aabb_box(b), False)  # type: ignore[return-value]
         center = tuple(float(v) for v in (lo + hi) / 2.0)
         size = tuple(float(v) for v in hi - lo)
-        self._box_cache[key] = (center, size)  # type: ignore[assignment]
+        if cache_key is not None:
+            self._box_cache[cache_key] = (center, size)  # type: ignore[assignment]
         return center, size, True  # type: ignore[return-value]
 
     def _aabb_box(self, b: _Body) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -788,6 +805,15 @@ _PRIMITIVE_FIELDS = {
     "cylinder": "'radius' and 'length'",
     "capsule": "'radius' and 'length'",
 }
+
+
+@functools.lru_cache(maxsize=256)
+def _urdf_link_count(path: str) -> int:
+    """Number of links a URDF file declares (0 when it cannot be parsed, which disables sharing)."""
+    try:
+        return len(ElementTree.parse(path).getroot().findall("link"))
+    except (OSError, ElementTree.ParseError):
+        return 0
 
 
 def _reach(center: Sequence[float], size: Sequence[float], com: Sequence[float]) -> float:

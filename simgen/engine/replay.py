@@ -85,7 +85,7 @@ def replay_frame(root: str | Path, frame: int, *, renderer: str | None = None) -
     finally:
         backend.close()
     randomizers = RandomizerSet.from_spec(loaded)
-    rgb = apply_sensor(buffers.rgb, randomizers, entry.get("sensor", {}), meta["seed"], frame)
+    rgb = apply_sensor(buffers, randomizers, entry.get("sensor", {}), meta["seed"], frame)
     from simgen.labels import depth_to_png_mm
 
     files = {

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from simgen.assets import resolve_asset
+from simgen.frame import FrameBuffers
 from simgen.randomizers import CORE_SCENE, CORE_VIEW, REGISTRY, Randomizer, SampleContext, SensorRandomizer
 from simgen.sampling import rng_for
 from simgen.spec.loader import LoadedSpec, randomizer_params
@@ -93,12 +94,21 @@ def replay_scene(loaded: LoadedSpec, patches: dict[str, Any]) -> dict[str, Any]:
 def sample_view(
     loaded: LoadedSpec, randomizers: RandomizerSet, seed: int, frame_index: int, scene_state: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the view randomizers (camera, light, ...) for one frame. Returns ``(view, patches)``."""
+    """Run the view randomizers (camera, light, ...) for one frame. Returns ``(view, patches)``.
+
+    With a stereo camera, frames 2k and 2k+1 are the left and right views of pair k: they share the
+    pair's rng and index, so every draw is the same and only the camera's side differs.
+    """
     view: dict[str, Any] = {}
     patches: dict[str, Any] = {}
+    stereo = loaded.spec.camera.stereo_baseline is not None
+    key = frame_index // 2 if stereo else frame_index
+    side = frame_index % 2 if stereo else None
     for pos, r in enumerate(randomizers.view):
-        rng = rng_for(seed, "view", frame_index, pos, r.name)
-        ctx = SampleContext(loaded.spec, frame_index, scene_state, loaded.base_dir, loaded.roots)
+        rng = rng_for(seed, "stereo-view" if stereo else "view", key, pos, r.name)
+        ctx = SampleContext(
+            loaded.spec, key, scene_state, loaded.base_dir, loaded.roots, stereo_side=side, view=view
+        )
         patch = r.sample(rng, ctx)
         patches[_key(r, pos)] = patch
         view = merge_patch(view, patch)
@@ -118,12 +128,18 @@ def sample_sensor(
 
 
 def apply_sensor(
-    rgb: np.ndarray, randomizers: RandomizerSet, patches: dict[str, Any], seed: int, frame_index: int
+    buffers: FrameBuffers, randomizers: RandomizerSet, patches: dict[str, Any], seed: int, frame_index: int
 ) -> np.ndarray:
-    """Apply the sampled sensor effects to the RGB image, in order. Labels are never touched."""
+    """Apply the sampled sensor effects to the frame's RGB, in order, and return the new RGB.
+
+    Effects may read the depth and instance mask (a background photo goes where nothing was hit) but
+    never change them: labels are computed from the untouched buffers.
+    """
+    rgb = buffers.rgb
     for pos, r in enumerate(randomizers.sensor):
         rng = rng_for(seed, "sensor-apply", frame_index, pos, r.name)
-        rgb = r.apply(rgb, patches[_key(r, pos)], rng)
+        patch = patches[_key(r, pos)]
+        rgb = r.apply_with(rgb, patch, rng, buffers) if r.needs_buffers else r.apply(rgb, patch, rng)
     return rgb
 
 

@@ -237,7 +237,7 @@ class _FrameSink:
         t1 = time.perf_counter()
         rgb = buffers.rgb
         if self.randomizers.sensor:
-            rgb = apply_sensor(rgb, self.randomizers, sensor_patches, job.seed, frame)
+            rgb = apply_sensor(buffers, self.randomizers, sensor_patches, job.seed, frame)
         t2 = time.perf_counter()
         encoded: dict[str, bytes] = {}
         if spec.outputs.rgb:

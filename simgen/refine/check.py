@@ -128,11 +128,13 @@ class EdgeStructure:
         orientation: ``(H, W)`` int, the gradient orientation bin of every pixel.
         distance: ``(bins, H, W)`` float32: distance from each pixel to the nearest edge whose orientation
             is within one bin of bin k.
+        strong: ``(H, W)`` bool, the edges at the unscaled thresholds (``edges`` itself when the scale is 1).
     """
 
     edges: np.ndarray
     orientation: np.ndarray
     distance: np.ndarray
+    strong: np.ndarray
 
 
 @dataclass
@@ -249,9 +251,14 @@ def edge_structure(
         img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
     chans = [np.ascontiguousarray(img[:, :, c]) for c in range(img.shape[2])]
     # Canny on each channel, OR-ed: colour boundaries of equal brightness still count.
-    edges = np.zeros(img.shape[:2], dtype=bool)
-    for c in chans:
-        edges |= cv2.Canny(c, cfg.canny_low * threshold_scale, cfg.canny_high * threshold_scale, L2gradient=True) > 0
+    def canny(scale: float) -> np.ndarray:
+        out = np.zeros(img.shape[:2], dtype=bool)
+        for c in chans:
+            out |= cv2.Canny(c, cfg.canny_low * scale, cfg.canny_high * scale, L2gradient=True) > 0
+        return out
+
+    edges = canny(threshold_scale)
+    strong = edges if threshold_scale == 1.0 else canny(1.0)
     gx = np.stack([cv2.Sobel(c, cv2.CV_32F, 1, 0, ksize=3) for c in chans])
     gy = np.stack([cv2.Sobel(c, cv2.CV_32F, 0, 1, ksize=3) for c in chans])
     strongest = np.argmax(gx * gx + gy * gy, axis=0)[None]
@@ -268,7 +275,7 @@ def edge_structure(
             distance[k] = cv2.distanceTransform((~near).astype(np.uint8), cv2.DIST_L2, 3)
         else:
             distance[k] = _FAR
-    return EdgeStructure(edges, orientation, distance)
+    return EdgeStructure(edges, orientation, distance, strong)
 
 
 def _matched(edges_at: np.ndarray, bins_at: np.ndarray, other: EdgeStructure, tol: float) -> np.ndarray:
@@ -284,8 +291,12 @@ def _edge_points(edges: np.ndarray, region: tuple[slice, slice] | None) -> tuple
 
 
 def _edge_f1(a: EdgeStructure, b: EdgeStructure, region: tuple[slice, slice] | None, tol: float) -> float | None:
-    """Symmetric F1 of oriented edge matches between two edge maps, optionally inside a region."""
-    pa, pb = _edge_points(a.edges, region), _edge_points(b.edges, region)
+    """F1 of oriented edge matches between two edge maps, optionally inside a region.
+
+    Recall: ``a``'s edges matched by any of ``b``'s (at ``b``'s possibly lowered thresholds); precision:
+    ``b``'s edges at the unscaled thresholds matched by ``a``'s. Identical images score 1.
+    """
+    pa, pb = _edge_points(a.edges, region), _edge_points(b.strong, region)
     na, nb = len(pa[0]), len(pb[0])
     if na == 0 and nb == 0:
         return None

@@ -85,7 +85,7 @@ class ObjectGroup(_Model):
 
 
 class Fixture(_Model):
-    """A static body: a table, a tray, a shelf."""
+    """A static body (a table, a tray, a shelf) or a fixed-base robot whose links can be labeled."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     asset: AssetRef
@@ -94,6 +94,15 @@ class Fixture(_Model):
     scale: Scalar = 1.0
     color: list[Scalar] | None = None
     tags: list[str] = Field(default_factory=list)
+    labeled: bool = Field(default=False, description="annotate this fixture (an articulated robot, say)")
+    category: str | None = Field(default=None, description="its category when labeled; defaults to its name")
+    link_labels: bool = Field(default=False, description="one instance per link, category '<category>/<link>'")
+
+    @model_validator(mode="after")
+    def _links_need_labels(self) -> Fixture:
+        if self.link_labels and not self.labeled:
+            raise ValueError("link_labels needs labeled: true")
+        return self
 
 
 class Ground(_Model):
@@ -133,6 +142,10 @@ class Camera(_Model):
     near: float = Field(default=0.05, gt=0)
     far: float = Field(default=10.0, gt=0)
     look_at: LookAt = Field(default_factory=LookAt)
+    stereo_baseline: Scalar | None = Field(
+        default=None,
+        description="metres; frames come in left/right pairs (even frame left, odd frame right) sharing every draw",
+    )
 
     @model_validator(mode="after")
     def _projection(self) -> Camera:
@@ -219,6 +232,14 @@ class SceneSpec(_Model):
     outputs: Outputs = Field(default_factory=Outputs)
     randomizers: list[RandomizerSpec] = Field(default_factory=list)
     asset_roots: list[str] = Field(default_factory=list, description="extra folders assets may come from")
+
+    @model_validator(mode="after")
+    def _stereo_pairs(self) -> SceneSpec:
+        if self.camera.stereo_baseline is not None and self.frames_per_scene % 2:
+            raise ValueError(
+                f"camera.stereo_baseline needs an even frames_per_scene (pairs share a scene), got {self.frames_per_scene}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bop_needs_visibility(self) -> SceneSpec:

@@ -52,13 +52,15 @@ def no_simulator() -> Iterator[None]:
 
 def example_context(spec: LoadedSpec | str | Path | None = None, index: int = 0) -> SampleContext:
     """A context with a sampled scene state (from the default scene unless ``spec`` is given)."""
-    from simgen.engine.scene_state import RandomizerSet, sample_scene
+    from simgen.engine.scene_state import RandomizerSet, sample_scene, sample_view
 
     if spec is None:
         spec = conformance_spec()
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-    state, _ = sample_scene(loaded, RandomizerSet.from_spec(loaded), seed=0, scene_index=index)
-    return SampleContext(loaded.spec, index, state, loaded.base_dir, loaded.roots)
+    randomizers = RandomizerSet.from_spec(loaded)
+    state, _ = sample_scene(loaded, randomizers, seed=0, scene_index=index)
+    view, _ = sample_view(loaded, randomizers, seed=0, frame_index=index, scene_state=state)
+    return SampleContext(loaded.spec, index, state, loaded.base_dir, loaded.roots, view=view)
 
 
 def conformance_spec() -> LoadedSpec:
@@ -68,6 +70,10 @@ def conformance_spec() -> LoadedSpec:
     path = Path(__file__).resolve().parents[2] / "scenes" / "tabletop_clutter.yaml"
     raw = read_spec_file(path)
     raw["fixtures"][0]["position"] = [{"kind": "uniform", "low": -0.05, "high": 0.05}, 0.0, 0.0]
+    raw["fixtures"].append(
+        {"name": "arm", "asset": "pybullet_data:franka_panda/panda.urdf", "position": [0.0, -0.6, 0.63],
+         "tags": ["robot"], "labeled": True, "link_labels": True}
+    )  # fmt: skip
     return load_spec(raw, base_dir=path.parent)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simgen.frame import FrameBuffers
+from simgen.frame import FrameBuffers, ObjectInfo
 from simgen.labels import annotate, depth_to_png_mm
 from simgen.writers.atomic import write_png
 from simgen.writers.base import DatasetWriter, FrameContext, FrameOutput
@@ -82,6 +82,125 @@ def frame_context(
         height=buffers.height,
     )
     return FrameContext(frame, scene, buffers, annotations, coco, files, tuple(categories))
+
+
+#: Categories of :func:`example_buffers`.
+EXAMPLE_CATEGORIES = ("box", "can")
+
+
+def _rotation(axis: Sequence[float], angle: float) -> np.ndarray:
+    a = np.asarray(axis, dtype=np.float64)
+    x, y, z = a / np.linalg.norm(a)
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array(
+        [
+            [c + x * x * (1 - c), x * y * (1 - c) - z * s, x * z * (1 - c) + y * s],
+            [y * x * (1 - c) + z * s, c + y * y * (1 - c), y * z * (1 - c) - x * s],
+            [z * x * (1 - c) - y * s, z * y * (1 - c) + x * s, c + z * z * (1 - c)],
+        ]
+    )
+
+
+def example_buffers(frame: int, *, width: int = 96, height: int = 72, empty: bool = False) -> FrameBuffers:
+    """A small hand-drawn frame with the cases writers must get right, different for every ``frame``.
+
+    Five labeled objects and one unlabeled occluder, drawn far to near into the instance image: a box
+    partly hidden by a disc, a disc, a thin bar that cuts a rectangle behind it in two (a mask in two
+    parts), that rectangle, and a box cut by the left image border. A patch of the first box has no
+    depth (``0``). Every object has a rigid pose, a 3D box (scaled per instance) and its unoccluded
+    silhouette (``unoccluded_masks`` and ``unoccluded_px``). With ``empty`` nothing labeled is in view.
+
+    Args:
+        frame: Frame index; it shifts the shapes and changes the poses (deterministically).
+        width: Image width.
+        height: Image height.
+        empty: Only the unlabeled occluder is drawn.
+
+    Returns:
+        The buffers.
+    """
+    rng = np.random.default_rng([20240611, frame])
+    dx, dy = int(rng.integers(-4, 5)), int(rng.integers(-3, 4))
+    yy, xx = np.mgrid[0:height, 0:width]
+    shapes: list[tuple[int, str, bool, float, np.ndarray]] = []  # id, category, labeled, depth_m, mask
+
+    def rect(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return (xx >= x0 + dx) & (xx < x1 + dx) & (yy >= y0 + dy) & (yy < y1 + dy)
+
+    def disc(cx: float, cy: float, r: float) -> np.ndarray:
+        return (xx - cx - dx) ** 2 + (yy - cy - dy) ** 2 <= r * r
+
+    if not empty:
+        shapes += [
+            (1, "box", True, 2.0, rect(10, 8, 40, 34)),
+            (2, "can", True, 1.5, disc(38, 30, 11.0)),
+            (3, "box", True, 1.0, rect(52, 38, 92, 41)),
+            (4, "can", True, 1.8, rect(58, 26, 84, 60)),
+            (5, "box", True, 1.2, rect(-12, 46, 14, 66)),
+        ]
+    shapes.append((6, "box", False, 0.9, disc(14, 60, 5.0)))
+
+    ids = np.zeros((height, width), np.uint16)
+    depth = np.full((height, width), 3.0, np.float32)
+    for iid, _, _, z, mask in sorted(shapes, key=lambda s: -s[3]):
+        ids[mask] = iid
+        depth[mask] = z
+    depth[8 + dy : 14 + dy, 10 + dx : 18 + dx] = 0.0  # no depth measured there
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+    T_world_cam = np.eye(4)
+    T_world_cam[:3, :3] = _rotation((1.0, 0.2, 0.1), np.pi + 0.3 + 0.01 * frame)
+    T_world_cam[:3, 3] = (0.1, -0.2, 1.5)
+    objects, poses = [], {}
+    for iid, category, labeled, z, _ in shapes:
+        scale = float(rng.uniform(0.8, 1.3))
+        size = (0.10 * scale, 0.06 * scale, 0.08 * scale)
+        center = (0.0, 0.0, size[2] / 2)  # a base frame at the bottom face, as simgen's assets often have
+        asset = f"pybullet_data:{category}.urdf"
+        objects.append(ObjectInfo(iid, f"clutter/{iid}", category, labeled, center, size, asset))
+        T_cam_obj = np.eye(4)
+        T_cam_obj[:3, :3] = _rotation(rng.normal(size=3), float(rng.uniform(0.0, np.pi)))
+        T_cam_obj[:3, 3] = (rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), z)
+        poses[iid] = T_world_cam @ T_cam_obj
+    K = np.array([[80.0, 0.0, width / 2 - 0.5], [0.0, 80.0, height / 2 - 0.5], [0.0, 0.0, 1.0]])
+    full = {iid: mask.copy() for iid, _, _, _, mask in shapes}
+    return FrameBuffers(
+        rgb=rgb,
+        depth_m=depth,
+        instance_ids=ids,
+        K=K,
+        T_world_cam=T_world_cam,
+        objects=objects,
+        object_poses=poses,
+        unoccluded_px={iid: int(m.sum()) for iid, m in full.items()},
+        unoccluded_masks=full,
+    )
+
+
+def example_contexts(
+    n_frames: int = 4, *, empty_frame: int | None = 2, frames_per_scene: int = 2, **annotate_options: Any
+) -> list[FrameContext]:
+    """Frames ``0..n_frames-1`` of :func:`example_buffers`, as :func:`frame_context` builds them.
+
+    Args:
+        n_frames: How many frames.
+        empty_frame: The frame with nothing labeled in view, or None.
+        frames_per_scene: Frames per scene (sets each context's scene index).
+        **annotate_options: ``min_visible_px``, ``min_visibility``, ``on_filtered``.
+
+    Returns:
+        The contexts, in frame order.
+    """
+    return [
+        frame_context(
+            example_buffers(f, empty=f == empty_frame),
+            f,
+            EXAMPLE_CATEGORIES,
+            scene=f // frames_per_scene,
+            **annotate_options,
+        )
+        for f in range(n_frames)
+    ]
 
 
 def stage_frame_files(root: Path, ctx: FrameContext) -> dict[str, str]:

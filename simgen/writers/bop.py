@@ -12,7 +12,9 @@ Layout, like the ``train_pbr`` splits BlenderProc renders (chunks of ``chunk_siz
     bop/train_pbr/{chunk:06d}/mask/{im_id:06d}_{gt_id:06d}.png        full silhouette, 0/255
     bop/train_pbr/{chunk:06d}/mask_visib/{im_id:06d}_{gt_id:06d}.png  visible part, 0/255
 
-with ``chunk = frame // chunk_size`` and ``im_id = frame % chunk_size``. Each chunk's JSON files are
+with ``chunk = frame // chunk_size`` and ``im_id = frame % chunk_size``. Per-frame files follow the
+engine's policy for frame files (temporary name and rename, no fsync: the manifest's checksums tell a
+resumed run which to redo); the JSON files of ``finalize`` are fsynced too. Each chunk's JSON files are
 written the way the toolkit's ``inout.save_json`` writes them (one ``"key": value`` line per image, keys in
 ascending order). Matrices are row-major lists of 9, translations are in millimetres, and simgen's depth
 PNG already holds millimetres, so ``depth_scale`` is 1.0. Camera axes are OpenCV's in both.
@@ -59,7 +61,8 @@ import numpy as np
 from simgen.errors import SimgenError
 from simgen.labels.depth import depth_to_png_mm
 from simgen.labels.poses import invert_rigid
-from simgen.writers.atomic import atomic_write_bytes, write_png
+from simgen.engine.files import write_file
+from simgen.writers.atomic import atomic_write_bytes, encode_png
 from simgen.writers.base import FrameContext, FrameOutput
 
 BOP_DIR = "bop"
@@ -255,9 +258,7 @@ class BopWriter:
             full = buffers.unoccluded_masks.get(iid)
             if full is None:
                 if ann.px_count_unoccluded not in (None, 0):
-                    raise BopWriteError(
-                        f"{where}: no unoccluded mask, but {ann.px_count_unoccluded} unoccluded pixels"
-                    )
+                    raise BopWriteError(f"{where}: no unoccluded mask, but {ann.px_count_unoccluded} unoccluded pixels")
                 full = np.zeros((height, width), dtype=bool)
             full = np.asarray(full, dtype=bool)
             if full.shape != (height, width):
@@ -271,7 +272,7 @@ class BopWriter:
                 )
             for sub, mask in (("mask", full), ("mask_visib", visib)):
                 rel = f"{base}/{sub}/{im_id:06d}_{gt_id:06d}.png"
-                files[rel] = write_png(root / rel, mask.astype(np.uint8) * np.uint8(255))
+                files[rel] = write_file(root, rel, encode_png(mask.astype(np.uint8) * np.uint8(255)))
             T = np.asarray(ann.T_cam_obj, dtype=np.float64)
             scene_gt.append(
                 {

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from simgen.engine.files import write_file
 from simgen.errors import SimgenError
 from simgen.labels.masks import rle_decode
 from simgen.writers.atomic import atomic_write_bytes
@@ -103,7 +104,10 @@ class YoloWriter:
         return out
 
     def write_frame(self, root: Path, ctx: FrameContext) -> FrameOutput:
-        """Write ``labels/NNNNNN.txt`` (atomically; empty for a frame without objects).
+        """Write ``labels/NNNNNN.txt`` (empty for a frame without objects).
+
+        Like the engine's frame files it goes through a temporary name and a rename, without fsync: the
+        manifest's checksum tells a resumed run to redo a label file lost in a crash.
 
         Args:
             root: The dataset folder.
@@ -118,10 +122,8 @@ class YoloWriter:
         rel = self.label_path(ctx)
         lines = self.lines(ctx)
         data = "".join(line + "\n" for line in lines).encode("ascii")
-        path = Path(root) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
-        return FrameOutput(files={rel: hashlib.sha256(data).hexdigest()}, record=None)
+        (Path(root) / rel).parent.mkdir(parents=True, exist_ok=True)
+        return FrameOutput(files={rel: write_file(Path(root), rel, data)}, record=None)
 
     def finalize(self, root: Path, records: Iterable[dict[str, Any]], dataset: dict[str, Any]) -> dict[str, str]:
         """Write ``data.yaml``: class names and image folders (train and val are both ``images``).

@@ -17,7 +17,7 @@ def ctx():
 @pytest.mark.parametrize("name", REGISTRY.names())
 def test_every_registered_randomizer_conforms(name: str, ctx) -> None:
     cls = REGISTRY.get(name)
-    params = randomizer_params(RandomizerSpec(type=name), cls, name, None)
+    params = randomizer_params(RandomizerSpec(type=name, **cls.example_params), cls, name, None)
     check_randomizer(cls(params, []), ctx)
 
 

@@ -13,6 +13,7 @@ from simgen.randomizers.bounds import Bounds
 
 from simgen.engine.scene_state import RandomizerSet, apply_sensor
 from simgen.errors import SpecError
+from simgen.frame import FrameBuffers
 from simgen.sampling import parse_distribution, rng_for
 from simgen.spec.loader import randomizer_params
 from simgen.spec.models import RandomizerSpec
@@ -122,8 +123,13 @@ def test_the_engine_chain_replays_byte_identically(photo: np.ndarray, ctx) -> No
     rs = RandomizerSet(scene=[], view=[], sensor=sensors)
     patches = {f"{pos}:{r.name}": r.sample(rng_for(7, "sensor", 2, pos, r.name), ctx) for pos, r in enumerate(sensors)}
     before = photo.copy()
-    first = apply_sensor(photo, rs, patches, seed=7, frame_index=2)
-    second = apply_sensor(photo, rs, json.loads(json.dumps(patches)), seed=7, frame_index=2)
+    h, w = photo.shape[:2]
+    buffers = FrameBuffers(
+        rgb=photo, depth_m=np.ones((h, w), np.float32), instance_ids=np.zeros((h, w), np.uint16),
+        K=np.eye(3), T_world_cam=np.eye(4), objects=[], object_poses={},
+    )  # fmt: skip
+    first = apply_sensor(buffers, rs, patches, seed=7, frame_index=2)
+    second = apply_sensor(buffers, rs, json.loads(json.dumps(patches)), seed=7, frame_index=2)
     assert np.array_equal(photo, before)
     assert np.array_equal(first, second)
     assert not np.array_equal(first, photo)

@@ -169,3 +169,25 @@ def photometric(img: np.ndarray, seed: int) -> np.ndarray:
 def planted() -> SimpleNamespace:
     """Planted image changes: ``shift``, ``photometric``."""
     return SimpleNamespace(shift=shift_image, photometric=photometric)
+
+
+class FunctionRefiner:
+    """A refiner that applies ``fn(image, frame_seed) -> image``: identity, planted failures, photometric changes."""
+
+    def __init__(self, fn: Callable[[np.ndarray, int], np.ndarray], name: str = "function") -> None:
+        self.fn = fn
+        self.name = name
+        self.calls: list[dict[str, Any]] = []
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": "test", "name": self.name}
+
+    def refine(self, images, controls, prompts, seeds):  # type: ignore[no-untyped-def]
+        self.calls.append({"n": len(images), "prompts": list(prompts), "seeds": list(seeds), "controls": controls})
+        return [self.fn(im, s) for im, s in zip(images, seeds, strict=True)]
+
+
+@pytest.fixture
+def function_refiner() -> type[FunctionRefiner]:
+    """The ``FunctionRefiner`` class."""
+    return FunctionRefiner
