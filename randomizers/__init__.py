@@ -7,7 +7,6 @@ own through the entry-point group ``simgen.randomizers``.
 from __future__ import annotations
 
 from simgen.randomizers.base import Randomizer, SampleContext, SensorRandomizer
-
 from simgen.registry import Registry
 
 REGISTRY: Registry[Randomizer] = Registry("randomizer", group="simgen.randomizers")

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
 
+from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.sampling import Scalar, Uniform, sample
 
 
@@ -17,10 +17,10 @@ class ColorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hue: Scalar = Field(default_factory=lambda: Uniform(low=0.0, high=1.0))
-    saturation: Scalar = Field(default_factory=lambda: Uniform(low=0.2, high=1.0))
-    value: Scalar = Field(default_factory=lambda: Uniform(low=0.3, high=1.0))
-    alpha: Scalar = 1.0
+    hue: Scalar = Field(default_factory=lambda: Uniform(low=0.0, high=1.0), description="hue in [0, 1), wraps")
+    saturation: Scalar = Field(default_factory=lambda: Uniform(low=0.2, high=1.0), description="saturation, 0 to 1")
+    value: Scalar = Field(default_factory=lambda: Uniform(low=0.3, high=1.0), description="brightness, 0 to 1")
+    alpha: Scalar = Field(default=1.0, description="opacity, 0 to 1")
 
 
 class ObjectColor(Randomizer):

@@ -7,11 +7,11 @@ from typing import Any, ClassVar, Literal
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from simgen.randomizers.base import SampleContext, SensorRandomizer
 
 from simgen.assets import list_images, resolve_folder
 from simgen.errors import AssetError
 from simgen.frame import FrameBuffers
+from simgen.randomizers.base import SampleContext, SensorRandomizer
 
 
 class BackgroundParams(BaseModel):

@@ -6,11 +6,11 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
-from simgen.randomizers.bounds import Bounds
 
 from simgen.assets import list_images, resolve_folder
 from simgen.errors import AssetError
+from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, Uniform, sample
 
 

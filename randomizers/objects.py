@@ -6,9 +6,9 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+
 from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.geometry import quat_from_euler, random_quaternion
-
 from simgen.sampling import sample, sample_int
 from simgen.spec.models import AssetEntry, Primitive
 

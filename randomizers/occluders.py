@@ -6,10 +6,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
 from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.randomizers.geometry import random_quaternion
-
 from simgen.sampling import IntScalar, Scalar, Uniform, sample, sample_int
 
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
 from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
-
 from simgen.sampling import Scalar, sample
 
 _DYNAMICS = ("mass", "lateral_friction", "spinning_friction", "rolling_friction", "restitution")

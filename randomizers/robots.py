@@ -10,11 +10,11 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
-from simgen.randomizers.bounds import Bounds
 
 from simgen.assets import resolve_asset
 from simgen.errors import AssetError
+from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, sample
 
 

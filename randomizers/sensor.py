@@ -19,10 +19,10 @@ from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
 from simgen.randomizers import sensor_ops as ops
 from simgen.randomizers.base import SampleContext, SensorRandomizer
 from simgen.randomizers.bounds import Bounds, draw_params
-
 from simgen.sampling import Const, IntRange, IntScalar, LogUniform, Scalar, Uniform
 
 

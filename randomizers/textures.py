@@ -33,10 +33,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
-from simgen.randomizers.bounds import Bounds, draw, field_bounds
 
 from simgen.errors import did_you_mean
+from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.bounds import Bounds, draw, field_bounds
 from simgen.sampling import (
     Choice,
     Const,

@@ -6,9 +6,9 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+
 from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.geometry import as_list, intrinsics_from_fov, look_at, spherical
-
 from simgen.sampling import sample
 
 DEFAULT_FOV_DEG = 60.0

@@ -201,16 +201,25 @@ def schema(
 
 @list_app.command("randomizers")
 @clean_errors
-def list_randomizers() -> None:
+def list_randomizers(
+    markdown: Annotated[bool, typer.Option(help="Print the Markdown reference (docs/randomizers.md).")] = False,
+) -> None:
     """Every registered randomizer with its stage and parameters."""
     from simgen.randomizers import REGISTRY
+    from simgen.reference import randomizer_rows, randomizers_markdown
 
-    table = Table(title="randomizers")
-    for col in ("name", "stage", "parameters", "description"):
+    if markdown:
+        typer.echo(randomizers_markdown(), nl=False)
+        return
+    table = Table(title="randomizers", show_lines=True)
+    for col in ("name", "stage", "parameters (default)", "description"):
         table.add_column(col)
     for name in REGISTRY.names():
         cls = REGISTRY.get(name)
-        params = ", ".join(cls.Params.model_fields) or ("reads " + ", ".join(cls.reads) if cls.reads else "-")
+        rows = randomizer_rows(name)
+        params = "\n".join(f"{p} ({d.strip('`')})" for p, d, _ in rows) or (
+            "reads " + ", ".join(cls.reads) if cls.reads else "-"
+        )
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         table.add_row(name, cls.stage, params, doc)
     out_console.print(table)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from simgen.randomizers import REGISTRY
-from simgen.randomizers.appearance import ObjectColor
 
 from simgen.errors import RegistryError
+from simgen.randomizers import REGISTRY
+from simgen.randomizers.appearance import ObjectColor
 from simgen.registry import Registry, import_string
 
 

@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from simgen.validators.datasets import ImageSet, file_sha256, read_rgb
 
 from simgen.errors import DependencyMissing, SimgenError
+from simgen.validators.datasets import ImageSet, file_sha256, read_rgb
 
 if TYPE_CHECKING:
     import torch

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from simgen.errors import SimgenError, did_you_mean
 from simgen.validators import functional as Fn
 from simgen.validators.datasets import ImageSet, load_image_set, manifest_parameters
 from simgen.validators.labels import Problem, summarize_problems, validate_labels
-
-from simgen.errors import SimgenError, did_you_mean
 
 __all__ = ["EXTRACTORS", "UTILITIES", "ValidationReport", "feature_metrics", "resolve_extractor", "validate_datasets"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from simgen.validators.datasets import ImageSet, read_rgb
-from simgen.validators.pipeline import METRIC_INFO, ValidationReport
 
 from simgen.errors import DependencyMissing, SimgenError
+from simgen.validators.datasets import ImageSet, read_rgb
+from simgen.validators.pipeline import METRIC_INFO, ValidationReport
 
 __all__ = ["draw_boxes", "render_html", "sample_grid", "write_report"]
 

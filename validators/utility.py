@@ -34,9 +34,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from simgen.validators.datasets import ImageSet, read_rgb
 
 from simgen.errors import DependencyMissing, SimgenError, did_you_mean
+from simgen.validators.datasets import ImageSet, read_rgb
 
 try:
     import torch

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simgen.engine.files import write_file
 from simgen.frame import FrameBuffers, ObjectInfo
 from simgen.labels import annotate, depth_to_png_mm
-from simgen.writers.atomic import write_png
+from simgen.writers.atomic import encode_png
 from simgen.writers.base import DatasetWriter, FrameContext, FrameOutput
 
 #: Folder of each kind of frame file the engine writes before the writers run.
@@ -222,9 +223,8 @@ def stage_frame_files(root: Path, ctx: FrameContext) -> dict[str, str]:
             image = np.asarray(b.instance_ids).astype(np.uint16)
         else:
             raise ValueError(f"ctx.files: unknown kind '{kind}', expected one of {sorted(FRAME_DIRS)}")
-        path = Path(root) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out[rel] = write_png(path, image)
+        (Path(root) / rel).parent.mkdir(parents=True, exist_ok=True)
+        out[rel] = write_file(Path(root), rel, encode_png(image))
     return out
 
 

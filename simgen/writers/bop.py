@@ -58,10 +58,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from simgen.engine.files import write_file
 from simgen.errors import SimgenError
 from simgen.labels.depth import depth_to_png_mm
 from simgen.labels.poses import invert_rigid
-from simgen.engine.files import write_file
 from simgen.writers.atomic import atomic_write_bytes, encode_png
 from simgen.writers.base import FrameContext, FrameOutput
 

@@ -327,6 +327,33 @@ def test_same_mesh_at_two_scales_renders_at_both(backend: PyBulletBackend) -> No
     np.testing.assert_allclose([o.bbox3d_size[0] for o in frame.objects], [0.1, 0.2, 0.1], atol=1e-6)
 
 
+def test_frames_do_not_depend_on_what_was_built_before(backend: PyBulletBackend, two_link_urdf: Path) -> None:
+    """Caches (3D boxes, EGL geometry) must not make a frame depend on earlier scenes of the same process."""
+    def make(offset: float, yaw: float) -> dict[str, Any]:
+        return scene([
+            obj("duck/0", path=DATA / "duck_vhacd.urdf", position=(offset, 0.0, 0.1), orientation=quat(0.3, 0.1, yaw),
+                scale=1.7),
+            obj("two/0", path=two_link_urdf, position=(-0.2, offset, 0.1), orientation=quat(yaw, 0.5, 0.2), scale=1.3),
+            obj("two/1", path=two_link_urdf, position=(0.2, -offset, 0.1), orientation=quat(0.1, yaw, 0.9), scale=1.3),
+        ])
+    cam = view(look_at([0.2, -0.5, 0.8], [0.0, 0.0, 0.1]))
+    target = make(0.05, 0.7)
+    backend.build(target)
+    fresh = backend.render(cam)
+    backend.build(make(-0.1, 2.0))  # same assets and scales, other poses
+    backend.render(cam)
+    backend.build(target)
+    again = backend.render(cam)
+    assert again.objects == fresh.objects
+    np.testing.assert_array_equal(again.rgb, fresh.rgb)
+    np.testing.assert_array_equal(again.instance_ids, fresh.instance_ids)
+    assert all(np.array_equal(again.object_poses[i], fresh.object_poses[i]) for i in fresh.object_poses)
+    # Both instances of the multi-link asset got a box from their own visual data, and the boxes agree.
+    two0, two1 = fresh.objects[1], fresh.objects[2]
+    np.testing.assert_allclose(two0.bbox3d_size, two1.bbox3d_size, atol=1e-9)
+    assert all(b.box_exact for b in backend._objects)
+
+
 def test_colour_mass_ground_and_fixture(tiny: PyBulletBackend) -> None:
     objects = [obj("cube/0", path=DATA / "cube_small.urdf", position=(0.0, 0.0, 0.8), scale=2.0,
                    color=[1.0, 0.0, 0.0, 1.0], mass=0.7)]

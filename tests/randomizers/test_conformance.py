@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from simgen.randomizers import REGISTRY
 
+from simgen.randomizers import REGISTRY
 from simgen.spec.loader import randomizer_params
 from simgen.spec.models import RandomizerSpec
 from simgen.testing import check_randomizer, example_context

@@ -6,14 +6,14 @@ import math
 import cv2
 import numpy as np
 import pytest
-from simgen.randomizers import REGISTRY
-from simgen.randomizers import sensor_ops as ops
-from simgen.randomizers.base import SensorRandomizer
-from simgen.randomizers.bounds import Bounds
 
 from simgen.engine.scene_state import RandomizerSet, apply_sensor
 from simgen.errors import SpecError
 from simgen.frame import FrameBuffers
+from simgen.randomizers import REGISTRY
+from simgen.randomizers import sensor_ops as ops
+from simgen.randomizers.base import SensorRandomizer
+from simgen.randomizers.bounds import Bounds
 from simgen.sampling import parse_distribution, rng_for
 from simgen.spec.loader import randomizer_params
 from simgen.spec.models import RandomizerSpec

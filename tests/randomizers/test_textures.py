@@ -4,6 +4,9 @@ import json
 
 import numpy as np
 import pytest
+
+from simgen.engine.scene_state import merge_patch
+from simgen.errors import SpecError
 from simgen.randomizers import REGISTRY
 from simgen.randomizers.base import SampleContext
 from simgen.randomizers.textures import (
@@ -19,9 +22,6 @@ from simgen.randomizers.textures import (
     stripes,
     value_noise_field,
 )
-
-from simgen.engine.scene_state import merge_patch
-from simgen.errors import SpecError
 from simgen.sampling import rng_for
 from simgen.spec.loader import randomizer_params
 from simgen.spec.models import RandomizerSpec
