@@ -237,7 +237,8 @@ class SceneSpec(_Model):
     def _stereo_pairs(self) -> SceneSpec:
         if self.camera.stereo_baseline is not None and self.frames_per_scene % 2:
             raise ValueError(
-                f"camera.stereo_baseline needs an even frames_per_scene (pairs share a scene), got {self.frames_per_scene}"
+                "camera.stereo_baseline needs an even frames_per_scene (pairs share a scene), "
+                f"got {self.frames_per_scene}"
             )
         return self
 
