@@ -56,8 +56,10 @@ import pybullet_data
 
 from simgen.backends.pybullet_camera import (
     box_corners,
+    compose_poses,
     depth_to_metres,
     gl_list,
+    invert_pose_quat,
     opengl_projection,
     opengl_view,
     pose_matrix,
@@ -419,11 +421,17 @@ class PyBulletBackend:
         visual_kwargs = {"rgbaColor": [float(c) for c in color]} if color is not None else {}
         try:
             vis = p.createVisualShape(
-                p.GEOM_MESH, fileName=self._spelling(path, scale), meshScale=mesh_scale, physicsClientId=cid,
+                p.GEOM_MESH,
+                fileName=self._spelling(path, scale),
+                meshScale=mesh_scale,
+                physicsClientId=cid,
                 **visual_kwargs,
             )
             col = p.createCollisionShape(
-                p.GEOM_MESH, fileName=path, meshScale=mesh_scale, physicsClientId=cid,
+                p.GEOM_MESH,
+                fileName=path,
+                meshScale=mesh_scale,
+                physicsClientId=cid,
                 flags=p.GEOM_FORCE_CONCAVE_TRIMESH if fixed else 0,
             )
         except p.error as exc:
@@ -487,7 +495,7 @@ class PyBulletBackend:
         local_pos, local_orn = info[3], info[4]
         com_to_link = None
         if any(v != 0.0 for v in local_pos) or tuple(local_orn) != _IDENTITY_QUAT:
-            com_to_link = p.invertTransform(local_pos, local_orn)
+            com_to_link = invert_pose_quat(local_pos, local_orn)
         record = _Body(body=body, uid=uid, instance_id=instance_id, links=links, com_to_link=com_to_link)
         if self.renderer == "tiny":
             # TinyRenderer's changeVisualShape recolours every shape of a link at once, so hiding a link by
@@ -504,7 +512,7 @@ class PyBulletBackend:
         pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=self._cid)
         if b.com_to_link is None:
             return pos, orn
-        return p.multiplyTransforms(pos, orn, b.com_to_link[0], b.com_to_link[1])
+        return compose_poses(pos, orn, b.com_to_link[0], b.com_to_link[1])
 
     def _object_box(
         self, b: _Body, cache_key: tuple[str, float] | None, entry: dict[str, Any]
@@ -553,7 +561,7 @@ class PyBulletBackend:
         pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=cid)
         com_pos, com_orn = (0.0, 0.0, 0.0), _IDENTITY_QUAT
         if b.com_to_link is not None:
-            com_pos, com_orn = p.invertTransform(*b.com_to_link)
+            com_pos, com_orn = (list(v) for v in invert_pose_quat(*b.com_to_link))
         p.resetBasePositionAndOrientation(b.body, com_pos, com_orn, physicsClientId=cid)
         boxes = [p.getAABB(b.body, link, physicsClientId=cid) for link in b.links]
         p.resetBasePositionAndOrientation(b.body, pos, orn, physicsClientId=cid)
@@ -648,16 +656,25 @@ class PyBulletBackend:
             # PyBullet's lightDirection is the light's position: the light shines from there towards the origin.
             kwargs["lightDirection"] = [float(v) for v in direction * distance]
             kwargs["lightDistance"] = distance
-            for key, arg in (("ambient", "lightAmbientCoeff"), ("diffuse", "lightDiffuseCoeff"),
-                             ("specular", "lightSpecularCoeff")):
+            for key, arg in (
+                ("ambient", "lightAmbientCoeff"),
+                ("diffuse", "lightDiffuseCoeff"),
+                ("specular", "lightSpecularCoeff"),
+            ):
                 if light.get(key) is not None:
                     kwargs[arg] = float(light[key])
             if light.get("color") is not None:
                 kwargs["lightColor"] = [float(c) for c in light["color"]]
             kwargs["shadow"] = int(bool(light.get("shadows", True)))
         _, _, rgba, depth_buffer, seg = p.getCameraImage(
-            width, height, viewMatrix=view_gl, projectionMatrix=proj_gl, renderer=self._pb_renderer,
-            flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, physicsClientId=cid, **kwargs,
+            width,
+            height,
+            viewMatrix=view_gl,
+            projectionMatrix=proj_gl,
+            renderer=self._pb_renderer,
+            flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
+            physicsClientId=cid,
+            **kwargs,
         )
         rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
         seg = np.asarray(seg, dtype=np.int32).reshape(height, width)
@@ -744,8 +761,14 @@ class PyBulletBackend:
                 for b in members:
                     self._set_visible(b, True, home, away)
                 _, _, _, _, seg = p.getCameraImage(
-                    width, height, viewMatrix=view_gl, projectionMatrix=proj_gl, renderer=self._pb_renderer,
-                    flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, shadow=0, physicsClientId=cid,
+                    width,
+                    height,
+                    viewMatrix=view_gl,
+                    projectionMatrix=proj_gl,
+                    renderer=self._pb_renderer,
+                    flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
+                    shadow=0,
+                    physicsClientId=cid,
                 )
                 ids = self._instance_ids(np.asarray(seg, dtype=np.int32).reshape(height, width))
                 tally = np.bincount(ids.ravel(), minlength=len(counts) + 1)

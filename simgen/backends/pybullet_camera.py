@@ -137,6 +137,38 @@ def matrix_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     return (float(qa[0]), float(qa[1]), float(qa[2]), float(qa[3]))
 
 
+def quat_multiply(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    """Hamilton product ``a * b`` of two quaternions (x, y, z, w), in float64."""
+    ax, ay, az, aw = (float(v) for v in a)
+    bx, by, bz, bw = (float(v) for v in b)
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
+
+
+def compose_poses(
+    pos_a: Sequence[float], quat_a: Sequence[float], pos_b: Sequence[float], quat_b: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b`` for poses given as (position, quaternion xyzw), in float64.
+
+    PyBullet's ``multiplyTransforms`` and ``invertTransform`` work in float32 (errors ~1e-8); these do not.
+    """
+    R = pose_matrix((0.0, 0.0, 0.0), quat_a)[:3, :3]
+    return np.asarray(pos_a, dtype=np.float64) + R @ np.asarray(pos_b, dtype=np.float64), quat_multiply(quat_a, quat_b)
+
+
+def invert_pose_quat(pos: Sequence[float], quat: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of a pose given as (position, quaternion xyzw), in float64."""
+    conj = np.array([-float(quat[0]), -float(quat[1]), -float(quat[2]), float(quat[3])])
+    R_inv = pose_matrix((0.0, 0.0, 0.0), conj)[:3, :3]
+    return -(R_inv @ np.asarray(pos, dtype=np.float64)), conj
+
+
 def invert_pose(T: np.ndarray) -> np.ndarray:
     """Inverse of a rigid (4, 4) pose."""
     T = np.asarray(T, dtype=np.float64)

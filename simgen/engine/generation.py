@@ -281,11 +281,17 @@ def _finalize(
 
 
 def _stream_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    """The records of a writer's fragments, in frame order, one at a time."""
+    """The records of a writer's fragments in frame order, one shard in memory at a time.
+
+    Shards are in frame order; inside one, a resumed run may have appended a redone frame after later
+    ones, so each shard's (small) fragment is sorted.
+    """
     for path in paths:
         with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)["record"]
+            lines = sorted((json.loads(line) for line in fh), key=lambda entry: entry["frame"])
+        for entry in lines:
+            if entry["record"] is not None:
+                yield entry["record"]
 
 
 def _previous_renderer(layout: Layout) -> str | None:

@@ -14,7 +14,7 @@ Layout, like the ``train_pbr`` splits BlenderProc renders (chunks of ``chunk_siz
 
 with ``chunk = frame // chunk_size`` and ``im_id = frame % chunk_size``. Per-frame files follow the
 engine's policy for frame files (temporary name and rename, no fsync: the manifest's checksums tell a
-resumed run which to redo); the JSON files of ``finalize`` are fsynced too. Each chunk's JSON files are
+resumed run which to redo); ``finalize`` writes its JSON files atomically, fsynced. Each chunk's JSON files are
 written the way the toolkit's ``inout.save_json`` writes them (one ``"key": value`` line per image, keys in
 ascending order). Matrices are row-major lists of 9, translations are in millimetres, and simgen's depth
 PNG already holds millimetres, so ``depth_scale`` is 1.0. Camera axes are OpenCV's in both.
@@ -218,8 +218,8 @@ class BopWriter:
         if buffers.unoccluded_masks is None:
             raise BopWriteError(
                 f"frame {ctx.frame}: the BOP writer needs every object's unoccluded mask "
-                "(FrameBuffers.unoccluded_masks, BOP's mask/ and visib_fract); set `labels.visibility: true` "
-                "in the spec"
+                "(FrameBuffers.unoccluded_masks, BOP's mask/ and visib_fract): the spec needs "
+                "`labels.visibility: true`, and the backend must fill unoccluded_masks when it renders with visibility"
             )
         missing = [k for k in ("rgb", "depth") if k not in ctx.files]
         if missing:

@@ -24,7 +24,7 @@ import pytest
 from simgen.backends import BACKENDS, make_backend
 from simgen.backends.base import Backend
 from simgen.backends.pybullet_backend import PyBulletBackend
-from simgen.backends.pybullet_camera import box_corners, project_points
+from simgen.backends.pybullet_camera import box_corners, matrix_quaternion, project_points
 from simgen.backends.pybullet_geometry import mesh_vertices
 from simgen.errors import AssetError, BackendUnavailable, RegistryError
 
@@ -77,32 +77,74 @@ def look_at(eye: list[float], target: list[float]) -> np.ndarray:
     return T
 
 
-def view(T: np.ndarray, K: list[list[float]] = K_CENTRED, *, width: int = W, height: int = H,
-         near: float = 0.05, far: float = 10.0, light: dict[str, Any] | None = None) -> dict[str, Any]:
+def view(
+    T: np.ndarray,
+    K: list[list[float]] = K_CENTRED,
+    *,
+    width: int = W,
+    height: int = H,
+    near: float = 0.05,
+    far: float = 10.0,
+    light: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "camera": {"width": width, "height": height, "K": K, "near": near, "far": far, "T_world_cam": T.tolist()}
     }
-    out["light"] = light or {"direction": [0.3, 0.2, 0.93], "color": [1.0, 1.0, 1.0], "distance": 10.0,
-                             "ambient": 0.6, "diffuse": 0.35, "specular": 0.05, "shadows": True}
+    out["light"] = light or {
+        "direction": [0.3, 0.2, 0.93],
+        "color": [1.0, 1.0, 1.0],
+        "distance": 10.0,
+        "ambient": 0.6,
+        "diffuse": 0.35,
+        "specular": 0.05,
+        "shadows": True,
+    }
     return out
 
 
-def obj(uid: str, *, path: Path | str | None = None, shape: dict[str, Any] | None = None,
-        position: tuple[float, float, float] = (0.0, 0.0, 0.0), orientation: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0),
-        scale: float = 1.0, color: list[float] | None = None, mass: float | None = None) -> dict[str, Any]:
+def obj(
+    uid: str,
+    *,
+    path: Path | str | None = None,
+    shape: dict[str, Any] | None = None,
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    orientation: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0),
+    scale: float = 1.0,
+    color: list[float] | None = None,
+    mass: float | None = None,
+) -> dict[str, Any]:
     return {
-        "uid": uid, "group": uid.split("/")[0], "asset": str(path or ""), "path": str(path) if path else None,
-        "shape": shape, "category": uid.split("/")[0], "labeled": True, "tags": [], "position": list(position),
-        "orientation": list(orientation), "scale": scale, "color": color, "mass": mass,
+        "uid": uid,
+        "group": uid.split("/")[0],
+        "asset": str(path or ""),
+        "path": str(path) if path else None,
+        "shape": shape,
+        "category": uid.split("/")[0],
+        "labeled": True,
+        "tags": [],
+        "position": list(position),
+        "orientation": list(orientation),
+        "scale": scale,
+        "color": color,
+        "mass": mass,
     }
 
 
 def scene(objects: list[dict[str, Any]], *, ground: str = "none", table: bool = False) -> dict[str, Any]:
     fixtures = []
     if table:
-        fixtures.append({"uid": "table", "asset": "pybullet_data:table/table.urdf", "path": str(DATA / "table/table.urdf"),
-                         "shape": None, "position": [0.0, 0.0, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0],
-                         "scale": 1.0, "color": None})
+        fixtures.append(
+            {
+                "uid": "table",
+                "asset": "pybullet_data:table/table.urdf",
+                "path": str(DATA / "table/table.urdf"),
+                "shape": None,
+                "position": [0.0, 0.0, 0.0],
+                "orientation": [0.0, 0.0, 0.0, 1.0],
+                "scale": 1.0,
+                "color": None,
+            }
+        )
     return {
         "ground": {"kind": ground, "color": None},
         "fixtures": fixtures,
@@ -124,7 +166,8 @@ def mask_centroid(mask: np.ndarray) -> np.ndarray:
 def two_link_urdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-link body: a two-tone base (two box visuals) with an inertial offset, and a child link on a fixed joint."""
     path = tmp_path_factory.mktemp("urdf") / "two_link.urdf"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         <robot name="two_link">
           <material name="red"><color rgba="1 0 0 1"/></material>
           <material name="blue"><color rgba="0 0 1 1"/></material>
@@ -146,7 +189,8 @@ def two_link_urdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
           <joint name="fix" type="fixed"><parent link="base"/><child link="arm"/>
             <origin xyz="-0.04 0 0.02" rpy="0.3 0 0"/></joint>
         </robot>
-        """))
+        """)
+    )
     return path
 
 
@@ -224,8 +268,9 @@ def test_projection_matches_the_pinhole_model(backend: PyBulletBackend, K: list[
     """A thin plate parallel to the image: its mask centroid is the projection of its centre, its depth is known."""
     sizes = (0.3, 0.2, 0.004)
     centre = np.array([0.06, -0.04, 0.5])
-    plate = obj("plate/0", shape={"shape": "box", "size": list(sizes)}, position=tuple(centre),
-                orientation=quat(0.0, 0.0, 0.4))
+    plate = obj(
+        "plate/0", shape={"shape": "box", "size": list(sizes)}, position=tuple(centre), orientation=quat(0.0, 0.0, 0.4)
+    )
     backend.build(scene([plate]))
     T = look_down(z=2.0)
     frame = backend.render(view(T, K))
@@ -258,19 +303,43 @@ def test_egl_refuses_images_it_would_upsample(egl: PyBulletBackend) -> None:
 def test_boxes_poses_and_masks_agree(backend: PyBulletBackend, two_link_urdf: Path) -> None:
     """Each object's projected 3D box encloses its mask; poses are the asset's own (link) frame, not the COM."""
     objects = [
-        obj("duck/0", path=DATA / "duck_vhacd.urdf", position=(-0.25, -0.15, 0.1), orientation=quat(0.4, 0.2, 1.0),
-            scale=2.0),  # URDF whose inertial frame is offset from its link frame
-        obj("rock/0", path=DATA / "random_urdfs/000/000.urdf", position=(0.0, -0.15, 0.1),
-            orientation=quat(1.0, 0.3, 0.2), scale=1.5),
-        obj("cube/0", path=DATA / "cube_small.urdf", position=(0.25, -0.15, 0.1), orientation=quat(0.0, 0.0, 0.3),
-            scale=2.0),
-        obj("mesh/0", path=DATA / "duck.obj", position=(-0.25, 0.15, 0.1), orientation=quat(1.5, 0.0, 0.5),
-            scale=0.1),  # a bare .obj: mesh frame is the pose, inertial frame at its box centre
-        obj("cyl/0", shape={"shape": "cylinder", "radius": 0.04, "length": 0.12}, position=(0.0, 0.15, 0.1),
-            orientation=quat(0.7, 0.4, 0.0)),
+        obj(
+            "duck/0",
+            path=DATA / "duck_vhacd.urdf",
+            position=(-0.25, -0.15, 0.1),
+            orientation=quat(0.4, 0.2, 1.0),
+            scale=2.0,
+        ),  # URDF whose inertial frame is offset from its link frame
+        obj(
+            "rock/0",
+            path=DATA / "random_urdfs/000/000.urdf",
+            position=(0.0, -0.15, 0.1),
+            orientation=quat(1.0, 0.3, 0.2),
+            scale=1.5,
+        ),
+        obj(
+            "cube/0",
+            path=DATA / "cube_small.urdf",
+            position=(0.25, -0.15, 0.1),
+            orientation=quat(0.0, 0.0, 0.3),
+            scale=2.0,
+        ),
+        obj(
+            "mesh/0", path=DATA / "duck.obj", position=(-0.25, 0.15, 0.1), orientation=quat(1.5, 0.0, 0.5), scale=0.1
+        ),  # a bare .obj: mesh frame is the pose, inertial frame at its box centre
+        obj(
+            "cyl/0",
+            shape={"shape": "cylinder", "radius": 0.04, "length": 0.12},
+            position=(0.0, 0.15, 0.1),
+            orientation=quat(0.7, 0.4, 0.0),
+        ),
         obj("two/0", path=two_link_urdf, position=(0.25, 0.15, 0.1), orientation=quat(0.2, 0.6, 0.9), scale=1.5),
-        obj("cap/0", shape={"shape": "capsule", "radius": 0.03, "length": 0.08}, position=(0.05, 0.0, 0.1),
-            orientation=quat(0.0, 1.2, 0.3)),
+        obj(
+            "cap/0",
+            shape={"shape": "capsule", "radius": 0.03, "length": 0.08},
+            position=(0.05, 0.0, 0.1),
+            orientation=quat(0.0, 1.2, 0.3),
+        ),
     ]
     backend.build(scene(objects))
     T = look_at([0.3, -0.6, 0.9], [0.0, 0.0, 0.1])
@@ -281,9 +350,10 @@ def test_boxes_poses_and_masks_agree(backend: PyBulletBackend, two_link_urdf: Pa
     for spec in objects:
         info = infos[spec["uid"]]
         pose = frame.object_poses[info.instance_id]
-        np.testing.assert_allclose(pose[:3, 3], spec["position"], atol=1e-9)
-        np.testing.assert_allclose(pose[:3, :3], np.reshape(p.getMatrixFromQuaternion(spec["orientation"]), (3, 3)),
-                                   atol=1e-6)  # getMatrixFromQuaternion works in float32
+        np.testing.assert_allclose(pose[:3, 3], spec["position"], atol=1e-12)
+        q = np.asarray(matrix_quaternion(pose[:3, :3]))
+        expected = np.asarray(spec["orientation"]) * np.sign(spec["orientation"][3] or 1.0)
+        np.testing.assert_allclose(q, expected, atol=1e-12)
         corners = box_corners(info.bbox3d_center, info.bbox3d_size) @ pose[:3, :3].T + pose[:3, 3]
         uv, z = project_points(frame.K, frame.T_world_cam, corners)
         assert np.all(z > 0)
@@ -329,21 +399,43 @@ def test_same_mesh_at_two_scales_renders_at_both(backend: PyBulletBackend) -> No
 
 def test_frames_do_not_depend_on_what_was_built_before(backend: PyBulletBackend, two_link_urdf: Path) -> None:
     """Caches (3D boxes, EGL geometry) must not make a frame depend on earlier scenes of the same process."""
+
     def make(offset: float, yaw: float) -> dict[str, Any]:
-        return scene([
-            obj("duck/0", path=DATA / "duck_vhacd.urdf", position=(offset, 0.0, 0.1), orientation=quat(0.3, 0.1, yaw),
-                scale=1.7),
-            obj("two/0", path=two_link_urdf, position=(-0.2, offset, 0.1), orientation=quat(yaw, 0.5, 0.2), scale=1.3),
-            obj("two/1", path=two_link_urdf, position=(0.2, -offset, 0.1), orientation=quat(0.1, yaw, 0.9), scale=1.3),
-        ])
+        return scene(
+            [
+                obj(
+                    "duck/0",
+                    path=DATA / "duck_vhacd.urdf",
+                    position=(offset, 0.0, 0.1),
+                    orientation=quat(0.3, 0.1, yaw),
+                    scale=1.7,
+                ),
+                obj(
+                    "two/0",
+                    path=two_link_urdf,
+                    position=(-0.2, offset, 0.1),
+                    orientation=quat(yaw, 0.5, 0.2),
+                    scale=1.3,
+                ),
+                obj(
+                    "two/1",
+                    path=two_link_urdf,
+                    position=(0.2, -offset, 0.1),
+                    orientation=quat(0.1, yaw, 0.9),
+                    scale=1.3,
+                ),
+            ]
+        )
+
     cam = view(look_at([0.2, -0.5, 0.8], [0.0, 0.0, 0.1]))
     target = make(0.05, 0.7)
-    backend.build(target)
-    fresh = backend.render(cam)
     backend.build(make(-0.1, 2.0))  # same assets and scales, other poses
     backend.render(cam)
     backend.build(target)
     again = backend.render(cam)
+    backend._box_cache.clear()  # white box: start from a clean cache, as a fresh process would
+    backend.build(target)
+    fresh = backend.render(cam)
     assert again.objects == fresh.objects
     np.testing.assert_array_equal(again.rgb, fresh.rgb)
     np.testing.assert_array_equal(again.instance_ids, fresh.instance_ids)
@@ -355,8 +447,16 @@ def test_frames_do_not_depend_on_what_was_built_before(backend: PyBulletBackend,
 
 
 def test_colour_mass_ground_and_fixture(tiny: PyBulletBackend) -> None:
-    objects = [obj("cube/0", path=DATA / "cube_small.urdf", position=(0.0, 0.0, 0.8), scale=2.0,
-                   color=[1.0, 0.0, 0.0, 1.0], mass=0.7)]
+    objects = [
+        obj(
+            "cube/0",
+            path=DATA / "cube_small.urdf",
+            position=(0.0, 0.0, 0.8),
+            scale=2.0,
+            color=[1.0, 0.0, 0.0, 1.0],
+            mass=0.7,
+        )
+    ]
     tiny.build(scene(objects, ground="plane", table=True))
     body = next(b for b in tiny._objects if b.instance_id == 1).body
     assert p.getDynamicsInfo(body, -1, physicsClientId=tiny.client_id)[0] == pytest.approx(0.7)
@@ -389,8 +489,15 @@ def test_light_comes_from_its_direction(backend: PyBulletBackend) -> None:
     objects = [obj("cube/0", shape={"shape": "box", "size": [0.3, 0.3, 0.3]}, position=(0.0, 0.0, 0.0))]
     backend.build(scene(objects))
     T = look_down(z=2.0)
-    top = {"direction": [0.0, 0.0, 1.0], "color": [1.0, 1.0, 1.0], "distance": 5.0, "ambient": 0.3, "diffuse": 0.7,
-           "specular": 0.0, "shadows": False}
+    top = {
+        "direction": [0.0, 0.0, 1.0],
+        "color": [1.0, 1.0, 1.0],
+        "distance": 5.0,
+        "ambient": 0.3,
+        "diffuse": 0.7,
+        "specular": 0.0,
+        "shadows": False,
+    }
     side = {**top, "direction": [1.0, 0.0, 0.0]}
     lit, grazed = (backend.render(view(T, light=light)) for light in (top, side))
     mask = lit.instance_ids == 1
@@ -406,11 +513,23 @@ def _pile(two_link_urdf: Path | None = None) -> dict[str, Any]:
     objects = []
     for i in range(8):
         q = rng.normal(size=4)
-        objects.append(obj(f"clutter/{i}", path=DATA / assets[i % len(assets)],
-                           position=(rng.uniform(-0.15, 0.15), rng.uniform(-0.1, 0.1), 0.68 + 0.06 * i),
-                           orientation=tuple(q / np.linalg.norm(q)), scale=float(rng.uniform(0.9, 1.3))))
-    objects.append(obj("box/0", shape={"shape": "box", "size": [0.08, 0.05, 0.03]}, position=(0.05, 0.05, 1.3),
-                       color=[0.2, 0.8, 0.2, 1.0]))
+        objects.append(
+            obj(
+                f"clutter/{i}",
+                path=DATA / assets[i % len(assets)],
+                position=(rng.uniform(-0.15, 0.15), rng.uniform(-0.1, 0.1), 0.68 + 0.06 * i),
+                orientation=tuple(q / np.linalg.norm(q)),
+                scale=float(rng.uniform(0.9, 1.3)),
+            )
+        )
+    objects.append(
+        obj(
+            "box/0",
+            shape={"shape": "box", "size": [0.08, 0.05, 0.03]},
+            position=(0.05, 0.05, 1.3),
+            color=[0.2, 0.8, 0.2, 1.0],
+        )
+    )
     if two_link_urdf is not None:
         objects.append(obj("two/0", path=two_link_urdf, position=(-0.05, 0.0, 1.4), orientation=quat(0.3, 0.2, 0.1)))
     return scene(objects, ground="plane", table=True)
@@ -444,8 +563,9 @@ def test_settle_is_deterministic_across_builds_instances_and_processes(
             b.build(json.loads(sys.stdin.read()))
             print(json.dumps(b.settle()))
     """)
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(pile), check=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(pile), check=True, capture_output=True, text=True
+    )
     assert json.loads(done.stdout) == first  # JSON keeps every float's repr, so this is bit-exact
 
 
@@ -470,8 +590,10 @@ def test_one_egl_backend_per_process(egl: PyBulletBackend) -> None:
 def _physics_snapshot(backend: PyBulletBackend) -> list[Any]:
     cid = backend.client_id
     bodies = [p.getBodyUniqueId(i, physicsClientId=cid) for i in range(p.getNumBodies(physicsClientId=cid))]
-    return [(p.getBasePositionAndOrientation(b, physicsClientId=cid), p.getBaseVelocity(b, physicsClientId=cid))
-            for b in bodies]
+    return [
+        (p.getBasePositionAndOrientation(b, physicsClientId=cid), p.getBaseVelocity(b, physicsClientId=cid))
+        for b in bodies
+    ]
 
 
 def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two_link_urdf: Path) -> None:
@@ -496,8 +618,14 @@ def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two
 
     # The grouped renders must give what each object shows when it is alone in the world.
     for uid, pose in settled["poses"].items():
-        alone = obj(uid, path=pile["objects"][uid]["path"], shape=pile["objects"][uid]["shape"],
-                    position=tuple(pose[:3]), orientation=tuple(pose[3:]), scale=pile["objects"][uid]["scale"])
+        alone = obj(
+            uid,
+            path=pile["objects"][uid]["path"],
+            shape=pile["objects"][uid]["shape"],
+            position=tuple(pose[:3]),
+            orientation=tuple(pose[3:]),
+            scale=pile["objects"][uid]["scale"],
+        )
         backend.build(scene([alone]))
         solo = backend.render(cam)
         instance_id = list(pile["objects"]).index(uid) + 1

@@ -94,7 +94,7 @@ def write_dataset(root: Path, frames: list[tuple[np.ndarray, list[tuple[int, np.
 
 def digit_scenes(photo: np.ndarray, digit_images: np.ndarray, labels: np.ndarray, *, n_frames: int,
                  per_frame: int = 3, size: int = 96, obj: int = 28, seed: int = 0,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None, stroke: tuple[int, int, int] = (0, 0, 0),
                  ) -> list[tuple[np.ndarray, list[tuple[int, np.ndarray]]]]:  # fmt: skip
     """Frames of ``size`` x ``size`` photo patches with handwritten digits pasted as objects."""
     rng = np.random.default_rng(seed)
@@ -118,7 +118,7 @@ def digit_scenes(photo: np.ndarray, digit_images: np.ndarray, labels: np.ndarray
             mask[sy : sy + obj, sx : sx + obj] = g > 0.35
             if not mask.any():
                 continue
-            color = np.array([255, 255, 255], np.float32)
+            color = np.array(stroke, np.float32)
             patch = rgb[sy : sy + obj, sx : sx + obj].astype(np.float32)
             alpha = g[..., None]
             rgb[sy : sy + obj, sx : sx + obj] = (patch * (1 - alpha) + color * alpha).astype(np.uint8)
