@@ -236,7 +236,10 @@ def _finalize(
     with atomic_open(layout.root / MANIFEST_FILE, "w") as fh:
         for s in shards:
             with open(layout.shard_dir(s.name) / MANIFEST_FRAGMENT, encoding="utf-8") as frag:
-                shutil.copyfileobj(frag, fh)
+                lines = frag.readlines()
+            # A resumed shard may have appended a redone frame after later ones: keep frame order.
+            lines.sort(key=lambda line: json.loads(line)["frame"])
+            fh.writelines(lines)
     ran = sorted({r.renderer for r in results}) or [_previous_renderer(layout) or renderer]
     totals: dict[str, float] = {}
     for r in results:
