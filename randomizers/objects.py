@@ -57,6 +57,9 @@ class Fixtures(Randomizer):
                 "scale": float(sample(fx.scale, rng, ctx.index)),
                 "color": _color(fx.color, rng, ctx.index),
                 "tags": [*fx.tags, fx.name],
+                "labeled": fx.labeled,
+                "category": fx.category or fx.name,
+                "link_labels": fx.link_labels,
             }
             fixtures.append(entry)
         return {"fixtures": fixtures}

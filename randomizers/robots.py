@@ -43,6 +43,16 @@ def urdf_joint_limits(path: str) -> dict[str, tuple[float, float]]:
     return limits
 
 
+@functools.cache
+def urdf_links(path: str) -> list[str]:
+    """Link names of a URDF file, in file order (its XML only: no simulator)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise AssetError(f"cannot read links from {path}: {exc}") from None
+    return [link.get("name", "") for link in root.iter("link")]
+
+
 class JointParams(BaseModel):
     """Which joints move, and how much of their range is used."""
 

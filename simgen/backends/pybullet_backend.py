@@ -59,6 +59,7 @@ from simgen.backends.pybullet_camera import (
     compose_poses,
     depth_to_metres,
     gl_list,
+    invert_pose,
     invert_pose_quat,
     opengl_projection,
     opengl_view,
@@ -283,9 +284,19 @@ class PyBulletBackend:
             AssetError: An entry has neither a usable ``path`` nor a known ``shape``, or PyBullet cannot load it.
         """
         cid = self._check_open()
+        try:
+            self._build(cid, scene)
+        except BaseException:
+            # Never leave a half-built world behind: it would render with the previous scene's instance map.
+            self._bodies, self._objects, self._lut = [], [], np.zeros(1, dtype=np.uint16)
+            p.resetSimulation(physicsClientId=cid)
+            raise
+
+    def _build(self, cid: int, scene: dict[str, Any]) -> None:
         p.resetSimulation(physicsClientId=cid)
         self._physics = {**DEFAULT_PHYSICS, **{k: v for k, v in (scene.get("physics") or {}).items() if v is not None}}
-        # deterministicOverlappingPairs sorts contact pairs, so a build never depends on the previous one.
+        # Sorted contact pairs make the contact order a function of body ids alone, never of the broadphase's
+        # history (measured: builds were bit-reproducible without it too; it costs no measurable time).
         p.setPhysicsEngineParameter(
             fixedTimeStep=float(self._physics["timestep"]), deterministicOverlappingPairs=1, physicsClientId=cid
         )
@@ -530,8 +541,7 @@ class PyBulletBackend:
             center, size = self._box_cache[cache_key]
             return center, size, True
         cid = self._cid
-        T_world_base = pose_matrix(*self._link_pose(b))
-        T_base_world = np.linalg.inv(T_world_base)
+        T_base_world: np.ndarray | None = None
         lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
         for shape in p.getVisualShapeData(b.body, physicsClientId=cid):
             link, gtype, dims, mesh_file, vpos, vorn = shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
@@ -541,12 +551,14 @@ class PyBulletBackend:
                 return (*self._aabb_box(b), False)  # type: ignore[return-value]
             if len(pts) == 0:
                 continue
-            T = pose_matrix(vpos, vorn)
-            if link >= 0:
+            T = pose_matrix(vpos, vorn)  # visual frame in its link's frame
+            if link >= 0:  # a child link: through world poses (PyBullet reports them in float32 precision)
+                if T_base_world is None:
+                    T_base_world = invert_pose(pose_matrix(*self._link_pose(b)))
                 state = p.getLinkState(b.body, link, computeForwardKinematics=True, physicsClientId=cid)
                 T = T_base_world @ pose_matrix(state[4], state[5]) @ T
-            world = pts @ T[:3, :3].T + T[:3, 3]
-            lo, hi = np.minimum(lo, world.min(axis=0)), np.maximum(hi, world.max(axis=0))
+            local = pts @ T[:3, :3].T + T[:3, 3]
+            lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
         if not np.all(np.isfinite(lo)):
             return (*self._aabb_box(b), False)  # type: ignore[return-value]
         center = tuple(float(v) for v in (lo + hi) / 2.0)
@@ -558,13 +570,14 @@ class PyBulletBackend:
     def _aabb_box(self, b: _Body) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """Collision AABB over all links with the link frame at the world origin (then the pose is restored)."""
         cid = self._cid
-        pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=cid)
+        saved = p.saveState(physicsClientId=cid)  # restores the pose bit-exactly, unlike a reset with read values
         com_pos, com_orn = (0.0, 0.0, 0.0), _IDENTITY_QUAT
         if b.com_to_link is not None:
             com_pos, com_orn = (list(v) for v in invert_pose_quat(*b.com_to_link))
         p.resetBasePositionAndOrientation(b.body, com_pos, com_orn, physicsClientId=cid)
         boxes = [p.getAABB(b.body, link, physicsClientId=cid) for link in b.links]
-        p.resetBasePositionAndOrientation(b.body, pos, orn, physicsClientId=cid)
+        p.restoreState(stateId=saved, physicsClientId=cid)
+        p.removeState(saved, physicsClientId=cid)
         lo = np.min([bx[0] for bx in boxes], axis=0)
         hi = np.max([bx[1] for bx in boxes], axis=0)
         return tuple(float(v) for v in (lo + hi) / 2.0), tuple(float(v) for v in hi - lo)  # type: ignore[return-value]

@@ -51,16 +51,38 @@ class GenerateResult:
 
 
 def categories(loaded: LoadedSpec) -> list[str]:
-    """Category names of the labeled object groups, in order of first appearance (ids are position + 1)."""
+    """Category names, in order of first appearance (ids are position + 1).
+
+    They come from the spec alone: labeled object groups' assets, labeled fixtures (one category per
+    link, ``<category>/<link>``, with ``link_labels``), and labeled flying occluders. So every worker and
+    every shard agrees on the ids before anything renders.
+    """
+    from simgen.assets import resolve_asset
+    from simgen.randomizers.robots import urdf_links
+
     names: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in names:
+            names.append(name)
+
     for group in loaded.spec.objects:
-        if not group.labeled:
+        if group.labeled:
+            for a in group.assets:
+                add(category_of(a if isinstance(a, AssetEntry) else AssetEntry(asset=a), group.category))
+    for fx in loaded.spec.fixtures:
+        if not fx.labeled:
             continue
-        for a in group.assets:
-            entry = a if isinstance(a, AssetEntry) else AssetEntry(asset=a)
-            name = category_of(entry, group.category)
-            if name not in names:
-                names.append(name)
+        base = fx.category or fx.name
+        if fx.link_labels and isinstance(fx.asset, str) and fx.asset.endswith(".urdf"):
+            path = resolve_asset(fx.asset, base_dir=loaded.base_dir, roots=loaded.roots)
+            for link in urdf_links(str(path)):
+                add(f"{base}/{link}")
+        else:
+            add(base)
+    for entry in loaded.spec.randomizers:
+        if entry.type == "occluders/flying-v1" and entry.params.get("labeled"):
+            add("occluder")
     return names
 
 
