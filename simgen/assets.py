@@ -14,7 +14,7 @@ from pathlib import Path
 from simgen.errors import AssetError, did_you_mean
 
 PYBULLET_PREFIX = "pybullet_data:"
-MESH_SUFFIXES = (".urdf", ".obj")
+MESH_SUFFIXES = (".urdf", ".obj", ".sdf")
 
 
 @functools.cache

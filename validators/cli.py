@@ -24,8 +24,12 @@ out = Console()
 
 
 def validate(
-    synthetic: Annotated[Path, typer.Argument(help="The synthetic dataset (a simgen output folder, COCO or images).")],
-    real: Annotated[Path, typer.Option("--real", help="The real dataset: a COCO folder or .json, or an image folder.")],
+    synthetic: Annotated[
+        Path, typer.Argument(metavar="SYN", help="The synthetic dataset (a simgen output folder, COCO or images).")
+    ],
+    real: Annotated[
+        Path, typer.Option("--real", metavar="REAL", help="The real dataset: COCO (folder or .json) or images.")
+    ],
     report_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for report.json and report.html.")] = Path(
         "validation"
     ),

@@ -149,7 +149,10 @@ class FeatureExtractor:
         """The network (loaded on first access, then kept), in eval mode on ``device``."""
         if self._module is None:
             t0 = time.perf_counter()
-            self._module = self.loader().eval().to(self.device)
+            module = self.loader().eval().to(self.device)
+            for p in module.parameters():
+                p.requires_grad_(False)  # a frozen feature network: never tracked by autograd
+            self._module = module
             log.info("loaded feature extractor %s in %.2f s", self.extractor_id, time.perf_counter() - t0)
         return self._module
 
@@ -388,6 +391,9 @@ def extractor_from_module(module: nn.Module, *, extractor_id: str | None = None,
                           scale: float = 1.0 / 128.0, offset: float = -1.0, batch_size: int = 16,
                           device: str = "cpu") -> FeatureExtractor:  # fmt: skip
     """Wrap any ``nn.Module`` mapping (N, 3, S, S) inputs to (N, D) features as an extractor.
+
+    The module is used as a frozen feature network: on first use it is put in eval mode and its
+    parameters get ``requires_grad=False``.
 
     Args:
         module: The network.

@@ -147,8 +147,9 @@ def _parameter_plot(parameters: dict[str, list[float]], max_plots: int = 24) -> 
         ax = fig.add_subplot(rows, cols, i + 1)
         v = np.asarray(values, dtype=float)
         bins = min(30, max(5, int(np.sqrt(v.size)) + 1))
-        if np.ptp(v) == 0:
-            ax.axvline(v[0], color=SYN_COLOR)
+        if np.ptp(v) == 0:  # a constant: one bar, labelled
+            ax.bar([v[0]], [v.size], width=1.0 if v[0] == 0 else abs(v[0]) * 0.1, color=SYN_COLOR)
+            ax.text(0.5, 0.5, f"constant {v[0]:g}", transform=ax.transAxes, ha="center", fontsize=8)
         else:
             ax.hist(v, bins=bins, color=SYN_COLOR)
         ax.set_title(name, fontsize=8)

@@ -28,7 +28,17 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
 * **Frames.** For a URDF, ``getBasePositionAndOrientation`` reports the *inertial* frame of the base link,
   while ``loadURDF``'s ``basePosition`` and the visual origins refer to the URDF link frame. Every pose
   simgen sees (``settle`` poses, ``object_poses``) is the URDF link frame (the asset's own frame, as BOP
-  models expect), and 3D boxes are expressed in that frame.
+  models expect), and 3D boxes are expressed in that frame. The conversion runs in float64: PyBullet's
+  ``multiplyTransforms``/``invertTransform`` and ``getLinkState`` work in float32 (errors ~1e-8 m).
+* **Hiding bodies for visibility.** TinyRenderer drops alpha-0 shapes from its segmentation mask, and
+  ``changeVisualShape`` touches no physics state; but it recolours *every* shape of a link at once, so a
+  link with differently coloured shapes cannot be restored that way. EGL ignores alpha in its segmentation
+  pass. Bodies that cannot be hidden by colour are moved behind the camera inside ``saveState`` /
+  ``restoreState``, which restores poses and velocities bit-exactly (a plain reset with the read pose does
+  not: quaternions come back 1e-17 off). Caveat, measured: any ``restoreState`` (even right after
+  ``saveState``) changes how a *further* ``stepSimulation`` continues in the last bits, because contact
+  caches are rebuilt; simgen never steps after rendering, and TinyRenderer scenes of single-colour links
+  never take this path.
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ def edge_structure(
     if cfg.blur_sigma > 0:
         img = cv2.GaussianBlur(img, (0, 0), cfg.blur_sigma)
     chans = [np.ascontiguousarray(img[:, :, c]) for c in range(img.shape[2])]
+
     # Canny on each channel, OR-ed: colour boundaries of equal brightness still count.
     def canny(scale: float) -> np.ndarray:
         out = np.zeros(img.shape[:2], dtype=bool)

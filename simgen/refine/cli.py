@@ -35,6 +35,8 @@ def refine(
     dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32.")] = "auto",
     cpu_offload: Annotated[bool, typer.Option(help="Offload idle sub-models to CPU memory (needs CUDA).")] = False,
     max_sequence_length: Annotated[int, typer.Option(help="T5 prompt tokens (FLUX).")] = 512,
+    canny_low: Annotated[int, typer.Option(help="Canny lower threshold of the control image.")] = 100,
+    canny_high: Annotated[int, typer.Option(help="Canny upper threshold of the control image.")] = 200,
     on_mismatch: Annotated[
         str,
         typer.Option(
@@ -62,7 +64,7 @@ def refine(
         model=model, controlnet=tuple(controlnet or ()), control=control, pipeline=pipeline, strength=strength,
         steps=steps, guidance=guidance, controlnet_scale=controlnet_scale, seed=seed, prompt_template=prompt_template,
         batch_size=batch_size, device=device, dtype=dtype, cpu_offload=cpu_offload,
-        max_sequence_length=max_sequence_length,
+        max_sequence_length=max_sequence_length, canny_low=canny_low, canny_high=canny_high,
     )  # fmt: skip
     try:
         check = CheckConfig(

@@ -16,8 +16,8 @@ import logging
 from typing import Any
 
 from simgen.refine.base import DiffusersRefiner
-from simgen.refine.loading import ModelSource, load_error, read_model_index, resolve_source
-from simgen.refine.settings import DEFAULT_CONTROLNETS, DEFAULT_MODELS, UNION_MODES, RefineSettingsError
+from simgen.refine.loading import load_error, resolve_sources
+from simgen.refine.settings import UNION_MODES, RefineSettingsError
 
 __all__ = ["FluxRefiner"]
 
@@ -43,17 +43,7 @@ class FluxRefiner(DiffusersRefiner):
 
     def _load(self) -> Any:
         d, s = self.diffusers, self.settings
-        model = resolve_source(s.model or DEFAULT_MODELS["flux"], what="base model", required_file="model_index.json")
-        index = read_model_index(model) or {}
-        if s.controlnet:
-            cn_sources = [resolve_source(c, what="ControlNet", required_file="config.json") for c in s.controlnet]
-        elif "controlnet" in index:
-            cn_sources = [ModelSource(model.ref, model.path, model.hub_id, model.revision, "controlnet")]
-        else:
-            cn_sources = [
-                resolve_source(c, what="ControlNet", required_file="config.json")
-                for c in DEFAULT_CONTROLNETS["flux"][s.control]
-            ]
+        model, cn_sources = resolve_sources(s, "flux")
         controlnets = []
         for src in cn_sources:
             try:

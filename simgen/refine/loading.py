@@ -17,15 +17,46 @@ from pathlib import Path
 from typing import Any
 
 from simgen.errors import DependencyMissing
-from simgen.refine.settings import ModelNotFound, RefineSettingsError
+from simgen.refine.settings import (
+    DEFAULT_CONTROLNETS,
+    DEFAULT_MODELS,
+    ModelNotFound,
+    RefineSettings,
+    RefineSettingsError,
+)
 
-__all__ = ["ModelSource", "hub_offline", "import_refine_extra", "package_versions", "resolve_source"]
+__all__ = [
+    "ModelSource",
+    "hub_offline",
+    "import_refine_extra",
+    "package_versions",
+    "require_refine_extra",
+    "resolve_source",
+    "resolve_sources",
+]
 
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TRUE = {"1", "true", "yes", "on"}
 REFINE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "sentencepiece", "protobuf")
+
+
+def require_refine_extra() -> None:
+    """Fail fast, without importing them, when torch, diffusers or transformers is not installed.
+
+    Raises:
+        DependencyMissing: Naming the package and the ``[refine]`` extra.
+    """
+    import importlib.util
+
+    for name in ("torch", "diffusers", "transformers"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise DependencyMissing(name, "refine", "simgen refine (diffusion refinement)")
 
 
 def import_refine_extra() -> tuple[Any, Any]:
@@ -191,6 +222,38 @@ def _cached_snapshot(hub_id: str, required_file: str | None, subfolder: str | No
     for _ in (subfolder or "").split("/") if subfolder else ():
         snapshot = snapshot.parent
     return str(snapshot)
+
+
+def resolve_sources(settings: RefineSettings, family: str) -> tuple[ModelSource, list[ModelSource]]:
+    """Resolve the base model and the ControlNets a refinement will load, without loading anything.
+
+    ControlNets: ``settings.controlnet`` if given; else the model folder's own ``controlnet/`` component;
+    else the default hub ControlNet(s) for the control.
+
+    Args:
+        settings: Refinement settings.
+        family: ``flux`` or ``sd``.
+
+    Returns:
+        The base model and the ControlNet sources.
+
+    Raises:
+        ModelNotFound: Something is missing (the message names what to download).
+    """
+    model = resolve_source(
+        settings.model or DEFAULT_MODELS[family], what="base model", required_file="model_index.json"
+    )
+    index = read_model_index(model) or {}
+    if settings.controlnet:
+        cns = [resolve_source(c, what="ControlNet", required_file="config.json") for c in settings.controlnet]
+    elif "controlnet" in index:
+        cns = [ModelSource(model.ref, model.path, model.hub_id, model.revision, "controlnet")]
+    else:
+        cns = [
+            resolve_source(c, what="ControlNet", required_file="config.json")
+            for c in DEFAULT_CONTROLNETS[family][settings.control]
+        ]
+    return model, cns
 
 
 def read_model_index(source: ModelSource) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ import numpy as np
 import simgen
 from simgen.errors import OutputExistsError, SimgenError
 from simgen.refine.base import Refiner
-from simgen.refine.check import CheckConfig, FrameCheck, check_frame, edge_structure
+from simgen.refine.check import CheckConfig, check_frame, edge_structure
 from simgen.refine.controls import control_images
 from simgen.refine.settings import RefineSettings, RefineSettingsError, frame_seed, render_prompt
 
@@ -84,9 +84,9 @@ def build_refiner(settings: RefineSettings) -> Refiner:
         DependencyMissing: The ``[refine]`` extra is missing.
         ModelNotFound: A model or ControlNet is not available.
     """
-    from simgen.refine.loading import import_refine_extra, read_model_index, resolve_source
+    from simgen.refine.loading import read_model_index, require_refine_extra, resolve_source, resolve_sources
 
-    import_refine_extra()  # fail on the missing extra before anything else
+    require_refine_extra()  # fast checks first: the extra (without importing it), then every model source
     family = settings.pipeline
     if family == "auto":
         family = "flux"
@@ -95,6 +95,7 @@ def build_refiner(settings: RefineSettings) -> Refiner:
             cls_name = str((read_model_index(source) or {}).get("_class_name", ""))
             if cls_name.startswith(("StableDiffusion", "Controlnet", "ControlNet")):
                 family = "sd"
+    resolve_sources(settings, family)
     if family == "sd":
         from simgen.refine.sd import SDRefiner
 
@@ -299,7 +300,7 @@ def refine_dataset(
     refined_dir.mkdir(parents=True, exist_ok=True)
 
     records: dict[int, dict[str, Any]] = {}
-    checks: dict[Any, tuple[FrameCheck, dict[str, Any]]] = {}
+    by_image: dict[Any, dict[str, Any]] = {}
     refine_seconds = check_seconds = 0.0
     for batch in _batches(images, settings.batch_size):
         renders, controls, prompts, seeds, extras = [], [], [], [], []
@@ -365,7 +366,7 @@ def refine_dataset(
                 "settings": "dataset.json#refine",
             }
             records[frame] = record
-            checks[im["id"]] = (result, record)
+            by_image[im["id"]] = record
             if status != "accepted":
                 log.info("frame %d %s: %s", frame, status, "; ".join(result.reasons))
         if progress is not None:
@@ -384,7 +385,7 @@ def refine_dataset(
         "images": REFINED_DIR,
         "summary": summary,
     }
-    refined_coco = _refined_coco(coco, images, anns_by_image, checks, refine_record, on_mismatch)
+    refined_coco = _refined_coco(coco, images, anns_by_image, by_image, refine_record)
     checksums = {
         REFINED_COCO: _atomic_write_json(out / REFINED_COCO, refined_coco, indent=None),
         MANIFEST_FILE: _rewrite_manifest(out / MANIFEST_FILE, records),
@@ -428,13 +429,12 @@ def _refined_coco(
     coco: dict[str, Any],
     images: list[dict[str, Any]],
     anns_by_image: dict[Any, list[dict[str, Any]]],
-    checks: dict[Any, tuple[FrameCheck, dict[str, Any]]],
+    by_image: dict[Any, dict[str, Any]],
     refine_record: dict[str, Any],
-    on_mismatch: OnMismatch,
 ) -> dict[str, Any]:
     out_images, out_anns = [], []
     for im in images:
-        result, record = checks[im["id"]]
+        record = by_image[im["id"]]
         if record["status"] == "rejected":
             continue
         entry = {k: v for k, v in im.items() if k != "_shape"}
@@ -442,13 +442,13 @@ def _refined_coco(
         entry["file_name"] = record["file"]["path"]
         entry["refine"] = {"status": record["status"], "seed": record["seed"], **record["check"]}
         out_images.append(entry)
-        for a, o in zip(anns_by_image.get(im["id"], []), result.objects, strict=True):
+        for a, o in zip(anns_by_image.get(im["id"], []), record["objects"], strict=True):
             ann = dict(a)
-            ann["refine_check"] = o.to_json()
+            ann["refine_check"] = {k: v for k, v in o.items() if k != "annotation_id"}
             flags = list(ann.get("flags") or [])
-            if o.status == "fail":
+            if o["status"] == "fail":
                 flags.append("refine_mismatch")
-            elif o.status == "unverified":
+            elif o["status"] == "unverified":
                 flags.append("refine_unverified")
             ann["flags"] = flags
             out_anns.append(ann)

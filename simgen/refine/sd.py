@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from simgen.refine.base import DiffusersRefiner
-from simgen.refine.loading import ModelSource, load_error, read_model_index, resolve_source
-from simgen.refine.settings import DEFAULT_CONTROLNETS, DEFAULT_MODELS, RefineSettingsError
+from simgen.refine.loading import load_error, resolve_sources
+from simgen.refine.settings import RefineSettingsError
 
 __all__ = ["SDRefiner"]
 
@@ -32,17 +32,7 @@ class SDRefiner(DiffusersRefiner):
 
     def _load(self) -> Any:
         d, s = self.diffusers, self.settings
-        model = resolve_source(s.model or DEFAULT_MODELS["sd"], what="base model", required_file="model_index.json")
-        index = read_model_index(model) or {}
-        if s.controlnet:
-            cn_sources = [resolve_source(c, what="ControlNet", required_file="config.json") for c in s.controlnet]
-        elif "controlnet" in index:
-            cn_sources = [ModelSource(model.ref, model.path, model.hub_id, model.revision, "controlnet")]
-        else:
-            cn_sources = [
-                resolve_source(c, what="ControlNet", required_file="config.json")
-                for c in DEFAULT_CONTROLNETS["sd"][s.control]
-            ]
+        model, cn_sources = resolve_sources(s, "sd")
         if len(cn_sources) != len(s.control):
             raise RefineSettingsError(
                 f"--control {'+'.join(s.control)} with Stable Diffusion needs one --controlnet per control "

@@ -1,8 +1,8 @@
 """Tiny random diffusion pipelines built from configs, for offline tests and smoke runs.
 
 ``build_tiny_flux_controlnet(path)`` writes a complete FLUX ControlNet pipeline folder (transformer,
-ControlNet, VAE, CLIP and T5 text encoders with their tokenizers, scheduler) with random weights, a
-few hundred kilobytes in all. ``simgen refine OUT --model PATH`` loads it through the same
+ControlNet, VAE, CLIP and T5 text encoders with their tokenizers, scheduler) with random weights, about a
+megabyte in all. ``simgen refine OUT --model PATH`` loads it through the same
 ``from_pretrained`` path as the real FLUX.1 weights, so the whole refinement flow can be tested
 without a GPU, a network or a 30 GB download. The images it makes are noise: it checks plumbing,
 determinism and provenance, never image quality.
@@ -105,14 +105,22 @@ def build_tiny_flux_controlnet(path: str | Path, *, seed: int = 0, union: bool =
     """
     torch, diffusers, transformers = _require()
     path = Path(path)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(seed)
+        pipe = _flux_pipeline(diffusers, transformers, torch, union)
+    path.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def _flux_pipeline(diffusers: Any, transformers: Any, torch: Any, union: bool) -> Any:
     common = dict(
         patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
         num_attention_heads=2, joint_attention_dim=TEXT_DIM, pooled_projection_dim=TEXT_DIM, axes_dims_rope=[4, 4, 8],
     )  # fmt: skip
     transformer = diffusers.FluxTransformer2DModel(**common).eval()
     controlnet = diffusers.FluxControlNetModel(**common, num_mode=10 if union else None).eval()
-    # Two VAE blocks (8x fewer latent pixels than one would give at the same image size) and no mid-block
+    # Two VAE blocks (4x fewer latent pixels than one block at the same image size) and no mid-block
     # attention keep a 64x64 frame well under a second on a CPU.
     vae = diffusers.AutoencoderKL(
         sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4, 4), layers_per_block=1,
@@ -121,7 +129,7 @@ def build_tiny_flux_controlnet(path: str | Path, *, seed: int = 0, union: bool =
         shift_factor=0.0609, scaling_factor=1.5035, mid_block_add_attention=False,
     ).eval()  # fmt: skip
     clip, t5 = _text_encoders(torch, transformers)
-    pipe = diffusers.FluxControlNetPipeline(
+    return diffusers.FluxControlNetPipeline(
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(),
         vae=vae,
         text_encoder=clip,
@@ -131,9 +139,6 @@ def build_tiny_flux_controlnet(path: str | Path, *, seed: int = 0, union: bool =
         transformer=transformer,
         controlnet=controlnet,
     )
-    path.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(str(path), safe_serialization=True)
-    return path
 
 
 def build_tiny_sd_controlnet(path: str | Path, *, seed: int = 0) -> Path:
@@ -148,7 +153,15 @@ def build_tiny_sd_controlnet(path: str | Path, *, seed: int = 0) -> Path:
     """
     torch, diffusers, transformers = _require()
     path = Path(path)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe = _sd_pipeline(diffusers, transformers, torch)
+    path.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def _sd_pipeline(diffusers: Any, transformers: Any, torch: Any) -> Any:
     unet = diffusers.UNet2DConditionModel(
         block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -165,7 +178,7 @@ def build_tiny_sd_controlnet(path: str | Path, *, seed: int = 0) -> Path:
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
     ).eval()  # fmt: skip
     clip, _ = _text_encoders(torch, transformers)
-    pipe = diffusers.StableDiffusionControlNetPipeline(
+    return diffusers.StableDiffusionControlNetPipeline(
         vae=vae,
         text_encoder=clip,
         tokenizer=_clip_tokenizer(transformers),
@@ -176,6 +189,3 @@ def build_tiny_sd_controlnet(path: str | Path, *, seed: int = 0) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    path.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(str(path), safe_serialization=True)
-    return path

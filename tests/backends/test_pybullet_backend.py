@@ -446,6 +446,25 @@ def test_frames_do_not_depend_on_what_was_built_before(backend: PyBulletBackend,
     assert all(b.box_exact for b in backend._objects)
 
 
+def test_unreadable_visual_falls_back_to_the_collision_box(
+    tiny: PyBulletBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simgen.backends.pybullet_backend as module
+
+    monkeypatch.setattr(module, "visual_points", lambda *args: None)  # as for a Collada mesh
+    tiny._box_cache.clear()
+    orientation = quat(0.3, 0.2, 0.1)
+    tiny.build(scene([obj("duck/0", path=DATA / "duck_vhacd.urdf", position=(0.1, 0.0, 0.1), orientation=orientation)]))
+    tiny._box_cache.clear()
+    record = tiny._objects[0]
+    assert not record.box_exact
+    info = record.info
+    assert info is not None and all(0.02 < s < 0.2 for s in info.bbox3d_size)
+    frame = tiny.render(view(look_down()), visibility=True)
+    np.testing.assert_allclose(frame.object_poses[1][:3, 3], [0.1, 0.0, 0.1], atol=1e-12)  # pose restored
+    assert frame.unoccluded_px == {1: int((frame.instance_ids == 1).sum())}
+
+
 def test_colour_mass_ground_and_fixture(tiny: PyBulletBackend) -> None:
     objects = [
         obj(

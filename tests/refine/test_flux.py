@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from simgen.cli import app
 from simgen.errors import DependencyMissing
 from simgen.refine import ModelNotFound, RefineSettings, frame_seed, refine_dataset
-from simgen.refine.run import REFINED_COCO, build_refiner
+from simgen.refine.run import REFINED_COCO
 
 pytestmark = pytest.mark.torch
 
@@ -51,13 +51,13 @@ def _images(out: Path) -> dict[str, bytes]:
 
 
 def test_cli_refines_through_from_pretrained_deterministically(make_dataset, tiny_flux):
-    a, b, c = make_dataset("a", n_frames=3), make_dataset("b", n_frames=3), make_dataset("c", n_frames=3)
+    a, b, c = make_dataset("a", n_frames=2), make_dataset("b", n_frames=2), make_dataset("c", n_frames=2)
     summary = _refine(a, "--model", str(tiny_flux), *TINY, "--seed", "3", "--batch-size", "2")
     _refine(b, "--model", str(tiny_flux), *TINY, "--seed", "3", "--batch-size", "2")
     _refine(c, "--model", str(tiny_flux), *TINY, "--seed", "4", "--batch-size", "2")
-    assert summary["frames"]["total"] == 3
+    assert summary["frames"]["total"] == 2
     # Random weights paint noise: the check must not accept it.
-    assert summary["frames"]["rejected"] == 3 and summary["frames"]["accepted"] == 0
+    assert summary["frames"]["rejected"] == 2 and summary["frames"]["accepted"] == 0
     assert _images(a) == _images(b), "same seed, same bytes"
     assert _images(a) != _images(c), "another seed, other images"
     for png in (a / "refined" / "rejected").glob("*.png"):
@@ -159,6 +159,23 @@ def test_uncached_controlnet_offline_names_the_download(make_dataset, tiny_flux,
 
 
 def test_missing_extra_names_the_pip_install(make_dataset, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else real_find_spec(name, *a)
+    )
+    out = make_dataset(n_frames=1)
+    with pytest.raises(DependencyMissing, match=r"pip install 'simgen\[refine\]'") as info:
+        refine_dataset(out, RefineSettings(model="/does/not/matter"))  # the extra is reported first
+    assert info.value.package == "diffusers" and info.value.extra == "refine"
+    result = CliRunner().invoke(app, ["refine", str(out)])
+    assert result.exit_code != 0 and "simgen[refine]" in str(result.exception)
+
+
+def test_failing_import_of_the_extra_names_the_pip_install(monkeypatch):
+    from simgen.refine.loading import import_refine_extra
+
     real_import = builtins.__import__
 
     def no_diffusers(name, *args, **kwargs):
@@ -168,6 +185,22 @@ def test_missing_extra_names_the_pip_install(make_dataset, monkeypatch):
 
     monkeypatch.delitem(sys.modules, "diffusers", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_diffusers)
-    with pytest.raises(DependencyMissing, match=r"pip install 'simgen\[refine\]'") as info:
-        build_refiner(RefineSettings())
-    assert info.value.package == "diffusers" and info.value.extra == "refine"
+    with pytest.raises(DependencyMissing, match=r"diffusers is needed .*pip install 'simgen\[refine\]'"):
+        import_refine_extra()
+
+
+def test_device_cuda_runs_on_a_gpu_and_fails_clearly_without_one(make_dataset, tiny_flux):
+    import torch
+
+    from simgen.refine import RefineSettingsError
+
+    out = make_dataset(n_frames=1)
+    settings = RefineSettings(model=str(tiny_flux), device="cuda", steps=2, strength=0.5, max_sequence_length=32)
+    if not torch.cuda.is_available():
+        with pytest.raises(RefineSettingsError, match="no CUDA device"):
+            refine_dataset(out, settings)
+        return
+    result = refine_dataset(out, settings)  # on a GPU machine: the real CUDA + bfloat16 path
+    assert result.summary["frames"]["total"] == 1
+    model = json.loads((out / "dataset.json").read_text())["refine"]["model"]
+    assert model["device"] == "cuda" and model["dtype"] in ("bfloat16", "float16")

@@ -73,7 +73,9 @@ def test_provenance_in_dataset_and_manifest(make_dataset, function_refiner):
 def test_planted_failures_are_rejected(make_dataset, function_refiner, planted, kind):
     out = make_dataset(n_frames=3)
     coco = json.loads((out / "annotations.coco.json").read_text())
-    inst = {im["frame_index"]: cv2.imread(str(out / im["instance_file"]), cv2.IMREAD_UNCHANGED) for im in coco["images"]}
+    inst = {
+        im["frame_index"]: cv2.imread(str(out / im["instance_file"]), cv2.IMREAD_UNCHANGED) for im in coco["images"]
+    }
     seeds = {frame_seed(0, i): i for i in range(3)}
 
     def plant(im, seed):
