@@ -1,0 +1,189 @@
+"""``validate_datasets`` end to end, report.json + report.html (parsed, and screenshotted when Chromium is here), the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from simgen.validators.pipeline import feature_metrics, validate_datasets  # noqa: E402
+from simgen.validators.report import write_report  # noqa: E402
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.headings: list[str] = []
+        self.links: list[str] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag in ("script", "link") or (tag == "a" and "href" in a):
+            self.links.append(a.get("src") or a.get("href") or "")
+        self._in_h2 = tag == "h2"
+
+    def handle_data(self, data):
+        if self._in_h2 and data.strip():
+            self.headings.append(data.strip())
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture
+def two_datasets(make_dataset, tiny_torchscript, tmp_path):
+    real = make_dataset("real", photo=0, n_frames=10, seed=1)
+    syn = make_dataset("syn", photo=1, n_frames=10, offset=200, seed=2)
+    return syn, real, tiny_torchscript(tmp_path / "tiny.pt", 64)
+
+
+def test_validate_writes_json_and_a_self_contained_html_that_renders(two_datasets, tmp_path):
+    syn, real, tiny = two_datasets
+    report = validate_datasets(syn, real, extractor=str(tiny), utility="none", n_boot=20, seed=3)
+    json_path, html_path = write_report(report, tmp_path / "report")
+    doc = json.loads(json_path.read_text())
+    assert doc["extractor"].startswith("tiny:")
+    assert set(doc["metrics"]) == {"fid", "kid", "mmd", "precision", "recall", "density", "coverage"}
+    for m in doc["metrics"].values():
+        assert m["ci"][0] <= m["ci"][1] and m["n_boot"] == 20
+    assert doc["metrics"]["fid"]["ci"][0] <= doc["metrics"]["fid"]["value"] <= doc["metrics"]["fid"]["ci"][1]
+    assert doc["labels"]["synthetic"] == {"checked": True, "n_problems": 0, "by_kind": {}, "problems": []}
+    from collections import Counter
+
+    coco = json.loads((syn / "annotations.coco.json").read_text())
+    names = {1: "zero", 2: "one", 3: "two"}
+    assert doc["class_counts"]["synthetic"] == dict(Counter(names[a["category_id"]] for a in coco["annotations"]))
+    assert sum(doc["class_counts"]["synthetic"].values()) == 30
+    assert "camera/look-at-shell-v1 camera.distance" in doc["parameters"]
+    assert len(doc["parameters"]["camera/look-at-shell-v1 camera.distance"]["values"]) == 10
+    assert len(doc["projection"]["real"]) == 10 and len(doc["projection"]["synthetic"]) == 10
+    assert doc["utility"] == {"skipped": "utility disabled (--utility none)"}
+    # The same seed gives the same numbers (features come from the cache the second time).
+    again = validate_datasets(syn, real, extractor=str(tiny), utility="none", n_boot=20, seed=3)
+    assert again.metrics == report.metrics
+    assert list((syn / ".simgen" / "features").glob("tiny*.npz"))
+
+    page = _Page()
+    text = html_path.read_text()
+    page.feed(text)
+    assert page.headings[:3] == ["Distribution metrics", "Utility: train on synthetic, test on real", "Samples"]
+    assert {"Objects per class", "Randomized parameters (synthetic manifest)", "Feature projection",
+            "Label validator"} <= set(page.headings)  # fmt: skip
+    assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert page.links == []  # self-contained: no scripts, stylesheets or links to fetch
+    for src in page.images:
+        png = np.frombuffer(__import__("base64").b64decode(src.split(",", 1)[1]), np.uint8)
+        assert cv2.imdecode(png, cv2.IMREAD_COLOR) is not None
+    assert "FID" in text and "[" in text
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed: HTML parsed but not screenshotted")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
+         f"--screenshot={shot}", "--window-size=1200,2000", html_path.as_uri()],
+        check=True, capture_output=True, timeout=90,
+    )  # fmt: skip
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (2000, 1200)
+    # The page drew something: many distinct colours, and the plots' blue and red are present.
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500
+    b, g, r = (img[..., i].astype(int) for i in range(3))
+    assert ((b > 150) & (r < 80)).sum() > 500 and ((r > 170) & (b < 80) & (g < 80)).sum() > 100
+
+
+def test_an_image_folder_as_real_and_the_crops_utility(make_dataset, tiny_torchscript, tmp_path):
+    syn = make_dataset("syn", n_frames=6)
+    folder = tmp_path / "real_images"
+    (folder / "nested").mkdir(parents=True)
+    for i, p in enumerate(sorted((make_dataset("real", n_frames=6, photo=1) / "images").glob("*.png"))):
+        shutil.copy(p, folder / ("nested" if i % 2 else "") / f"r{i}.png")
+    report = validate_datasets(syn, folder, extractor=str(tiny_torchscript(tmp_path / "t.pt", 32)), n_boot=5)
+    assert report.real["kind"] == "folder" and report.real["images"] == 6
+    assert report.labels["real"]["checked"] is False
+    assert "skipped" in report.utility and any("utility" in w for w in report.warnings)
+    html = write_report(report, tmp_path / "out")[1].read_text()
+    assert "image folder" in html
+
+
+def test_feature_metrics_separate_near_and_far_feature_sets():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(80, 16))
+    near, far = rng.normal(size=(80, 16)), rng.normal(size=(80, 16)) + 2.0
+    m_near, _ = feature_metrics(real, near, n_boot=10)
+    m_far, _ = feature_metrics(real, far, n_boot=10)
+    for name in ("fid", "kid", "mmd"):
+        assert m_far[name]["value"] > m_near[name]["value"]
+        assert m_far[name]["ci"][0] > m_near[name]["ci"][1]
+    for name in ("precision", "recall", "coverage"):
+        assert m_near[name]["value"] > m_far[name]["value"]
+
+
+def test_cli_validate_and_strict_exit_codes(two_datasets, tmp_path):
+    from typer.testing import CliRunner
+
+    from simgen.cli import app
+
+    syn, real, tiny = two_datasets
+    runner = CliRunner()
+    args = ["validate", str(syn), "--real", str(real), "-o", str(tmp_path / "r1"), "--extractor", str(tiny),
+            "--utility", "none", "--n-boot", "5", "--max-images", "8"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "fid" in res.output and (tmp_path / "r1" / "report.html").is_file()
+    assert json.loads((tmp_path / "r1" / "report.json").read_text())["synthetic"]["images"] == 8
+    # Plant a label error: reported, exit 0 without --strict and 1 with it.
+    coco_path = syn / "annotations.coco.json"
+    coco = json.loads(coco_path.read_text())
+    coco["annotations"][0]["visibility"] = 2.0
+    coco_path.write_text(json.dumps(coco))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and "1 problems" in res.output
+    res = runner.invoke(app, [*args, "--strict"])
+    assert res.exit_code == 1
+    # A clean error (exit 2) for a bad argument.
+    res = runner.invoke(app, ["validate", str(syn), "--real", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, [*args[:-4], "--utility", "crop"])
+    assert res.exit_code == 2 and "did you mean 'crops'" in res.output
+
+
+def test_unknown_extractor_names_suggest(two_datasets):
+    from simgen.errors import SimgenError
+
+    syn, real, _ = two_datasets
+    with pytest.raises(SimgenError, match="did you mean 'inception'"):
+        validate_datasets(syn, real, extractor="inceptoin", utility="none")
+
+
+def test_report_json_has_no_nan(tmp_path, two_datasets):
+    syn, real, tiny = two_datasets
+    report = validate_datasets(syn, real, extractor=str(tiny), utility="none", n_boot=3)
+    report.metrics["fid"]["value"] = float("nan")
+    json_path, _ = write_report(report, Path(tmp_path / "nan"))
+    assert json.loads(json_path.read_text())["metrics"]["fid"]["value"] is None
