@@ -310,7 +310,10 @@ def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> S
     if progress and kept:
         progress(len(kept))
     backend: Backend | None = None
-    sink = _FrameSink(job, loaded, randomizers, writers, layout, handles, fragments, progress)
+    # Room for a whole scene's frames: they are labeled and encoded while the next scene settles,
+    # which keeps one core busy with physics and the other with this work.
+    depth = min(max(2, loaded.spec.frames_per_scene + 1), 16)
+    sink = _FrameSink(job, loaded, randomizers, writers, layout, handles, fragments, progress, depth=depth)
     ok = False
     try:
         for scene in range(job.shard.scene_start, job.shard.scene_stop):
