@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from simgen.assets import list_images, resolve_folder
+from simgen.assets import image_pool
 from simgen.errors import AssetError
 from simgen.frame import FrameBuffers
 from simgen.randomizers.base import SampleContext, SensorRandomizer
@@ -38,10 +38,7 @@ class BackgroundPhoto(SensorRandomizer):
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return the chosen photo, a crop origin (fractions) and a flip."""
         p: BackgroundParams = self.params  # type: ignore[assignment]
-        folder = resolve_folder(p.folder, base_dir=ctx.base_dir, roots=ctx.roots, where=self.name)
-        images = list_images(folder)
-        if not images:
-            raise AssetError(f"{self.name}: no PNG/JPEG images in {folder}")
+        images = image_pool(p.folder, base_dir=ctx.base_dir, roots=ctx.roots, where=self.name)
         return {
             "path": str(images[int(rng.integers(len(images)))]),
             "crop": [float(v) for v in rng.uniform(0.0, 1.0, size=2)],

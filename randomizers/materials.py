@@ -7,8 +7,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from simgen.assets import list_images, resolve_folder
-from simgen.errors import AssetError
+from simgen.assets import image_pool
 from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, Uniform, sample
@@ -61,10 +60,7 @@ class ImageTexture(Randomizer):
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return ``{"objects": {uid: {"texture": {"kind": "image", "path": ...}}}}`` (and ``ground``)."""
         p: ImageTextureParams = self.params  # type: ignore[assignment]
-        folder = resolve_folder(p.folder, base_dir=ctx.base_dir, roots=ctx.roots, where=self.name)
-        images = list_images(folder)
-        if not images:
-            raise AssetError(f"{self.name}: no PNG/JPEG images in {folder}")
+        images = image_pool(p.folder, base_dir=ctx.base_dir, roots=ctx.roots, where=self.name)
 
         def pick() -> dict[str, Any]:
             return {"kind": "image", "path": str(images[int(rng.integers(len(images)))])}

@@ -117,3 +117,12 @@ def resolve_folder(ref: str, *, base_dir: Path | None, roots: Sequence[Path] = (
 def list_images(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, sorted by name (so a draw by index is reproducible)."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_pool(ref: str, *, base_dir: Path | None, roots: Sequence[Path] = (), where: str = "") -> list[Path]:
+    """The photos of a folder reference (resolved safely), refusing an empty folder."""
+    folder = resolve_folder(ref, base_dir=base_dir, roots=roots, where=where)
+    images = list_images(folder)
+    if not images:
+        raise AssetError(f"{where}: no PNG/JPEG images in {folder}")
+    return images
