@@ -27,7 +27,7 @@ def photos() -> list[np.ndarray]:
     """The two real photos bundled with scikit-learn (RGB uint8, 427x640)."""
     from sklearn.datasets import load_sample_images
 
-    return [np.ascontiguousarray(im) for im in load_sample_images().images]
+    return [np.array(im, copy=True) for im in load_sample_images().images]
 
 
 @pytest.fixture(scope="session")
