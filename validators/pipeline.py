@@ -168,10 +168,13 @@ def _entry(result: Fn.BootstrapResult, name: str) -> dict[str, Any]:
 
 def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot: int = 50, level: float = 0.95,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, kid_boot_subsets: int = 20,
-                    prdc_k: int = 5) -> tuple[dict[str, dict[str, Any]], list[str]]:  # fmt: skip
+                    prdc_k: int = 5, max_pairwise_per_side: int = 5000,
+                    ) -> tuple[dict[str, dict[str, Any]], list[str]]:  # fmt: skip
     """Every distribution metric with a bootstrap interval, on two feature matrices of any modality.
 
     The pooled kernel and distance matrices are computed once; the bootstrap indexes into them.
+    FID's interval costs one n x n SVD per resample (about 1 s at 1000 images per side on 2 cores):
+    lower ``n_boot`` for large sets.
     Each metric draws from its own generator derived from ``seed``, so adding a metric never shifts
     another's numbers.
 
@@ -185,6 +188,8 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
         kid_subset_size: Rows per KID subset.
         kid_boot_subsets: KID subsets per bootstrap resample (fewer, for speed).
         prdc_k: Neighbourhood size of PRDC.
+        max_pairwise_per_side: KID, MMD and PRDC keep pooled (n_real + n_fake)² matrices in memory;
+            above this many samples per side they run on a seeded subsample (FID always uses all).
 
     Returns:
         ``(metrics, warnings)``: name -> entry, and the metrics skipped with the reason.
@@ -198,21 +203,45 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
     if min(n_r, n_f) < 2:
         return out, [f"too few images for any metric ({n_f} synthetic, {n_r} real)"]
     out["fid"] = _entry(Fn.bootstrap_ci(Fn.fid, real, fake, rng=rngs["fid"], n_boot=n_boot, level=level), "fid")
+    # The kernel metrics hold (n_real + n_fake)² matrices: above the cap they run on a seeded subsample.
+    if n_r > max_pairwise_per_side or n_f > max_pairwise_per_side:
+        sub = np.random.default_rng(seeds[0].spawn(1)[0])
+        if n_r > max_pairwise_per_side:
+            real = real[np.sort(sub.choice(n_r, max_pairwise_per_side, replace=False))]
+        if n_f > max_pairwise_per_side:
+            fake = fake[np.sort(sub.choice(n_f, max_pairwise_per_side, replace=False))]
+        warnings.append(f"KID, MMD and PRDC use a seeded subsample of {max_pairwise_per_side} images per side "
+                        f"({n_f} synthetic, {n_r} real); FID uses all")  # fmt: skip
     pooled = np.concatenate([real, fake])
-    idx_r, idx_f = np.arange(n_r), np.arange(n_r, n_r + n_f)
+    out["kid"] = _kid_entry(pooled, len(real), rngs["kid"], n_boot, level, kid_subsets, kid_subset_size,
+                            kid_boot_subsets)  # fmt: skip
+    out.update(_distance_entries(pooled, len(real), rngs, n_boot, level, prdc_k, warnings))
+    return out, warnings
+
+
+def _kid_entry(pooled: np.ndarray, n_r: int, rng: np.random.Generator, n_boot: int, level: float, subsets: int,
+               subset_size: int, boot_subsets: int) -> dict[str, Any]:  # fmt: skip
+    """KID and its interval from the pooled polynomial kernel (freed on return)."""
+    idx_r, idx_f = np.arange(n_r), np.arange(n_r, len(pooled))
     kernel = Fn.polynomial_kernel(pooled, pooled)
-    kid_seed = int(rngs["kid"].integers(2**63))
-    kid_mean, kid_std = Fn.kid_from_kernel(kernel, idx_r, idx_f, rng=np.random.default_rng(kid_seed),
-                                           subsets=kid_subsets, subset_size=kid_subset_size)  # fmt: skip
+    kid_seed = int(rng.integers(2**63))
+    mean, std = Fn.kid_from_kernel(kernel, idx_r, idx_f, rng=np.random.default_rng(kid_seed), subsets=subsets,
+                                   subset_size=subset_size)  # fmt: skip
 
-    def kid_stat(i: np.ndarray, j: np.ndarray) -> float:
-        return Fn.kid_from_kernel(kernel, i, j, rng=np.random.default_rng(kid_seed), subsets=kid_boot_subsets,
-                                  subset_size=kid_subset_size)[0]  # fmt: skip
+    def stat(i: np.ndarray, j: np.ndarray) -> float:
+        return Fn.kid_from_kernel(kernel, i, j, rng=np.random.default_rng(kid_seed), subsets=boot_subsets,
+                                  subset_size=subset_size)[0]  # fmt: skip
 
-    boot = Fn.bootstrap_ci(kid_stat, idx_r, idx_f, rng=rngs["kid"], n_boot=n_boot, level=level)
-    out["kid"] = {**_entry(Fn.BootstrapResult(kid_mean, boot.low, boot.high, level, n_boot), "kid"),
-                  "subset_std": kid_std, "subsets": kid_subsets,
-                  "subset_size": min(kid_subset_size, n_r, n_f)}  # fmt: skip
+    boot = Fn.bootstrap_ci(stat, idx_r, idx_f, rng=rng, n_boot=n_boot, level=level)
+    size = min(subset_size, n_r, len(pooled) - n_r)
+    return {**_entry(Fn.BootstrapResult(mean, boot.low, boot.high, level, n_boot), "kid"),
+            "subset_std": std, "subsets": subsets, "subset_size": size, "bootstrap_subsets": boot_subsets}  # fmt: skip
+
+
+def _distance_entries(pooled: np.ndarray, n_r: int, rngs: dict[str, np.random.Generator], n_boot: int, level: float,
+                      prdc_k: int, warnings: list[str]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """MMD (RBF) and PRDC with intervals, from the pooled distance matrix (freed on return)."""
+    idx_r, idx_f = np.arange(n_r), np.arange(n_r, len(pooled))
     dist = Fn.pairwise_distances(pooled, pooled)
     d_rr, d_ff, d_rf = dist[:n_r, :n_r], dist[n_r:, n_r:], dist[:n_r, n_r:]
     bandwidth = Fn.median_bandwidth(d_rr, d_ff, d_rf)
@@ -222,14 +251,14 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
                                          bandwidth=bandwidth)  # fmt: skip
 
     boot = Fn.bootstrap_ci(mmd_stat, idx_r, idx_f, rng=rngs["mmd"], n_boot=n_boot, level=level)
-    out["mmd"] = {**_entry(boot, "mmd"), "bandwidth": bandwidth}
-    if min(n_r, n_f) > prdc_k:
+    out = {"mmd": {**_entry(boot, "mmd"), "bandwidth": bandwidth}}
+    if min(n_r, len(pooled) - n_r) > prdc_k:
         prdc = Fn.prdc_bootstrap(d_rr, d_ff, d_rf, k=prdc_k, rng=rngs["prdc"], n_boot=n_boot, level=level)
         for name, res in prdc.items():
             out[name] = {**_entry(res, name), "k": prdc_k}
     else:
         warnings.append(f"PRDC skipped: it needs more than k={prdc_k} images per side")
-    return out, warnings
+    return out
 
 
 def _projection(real: np.ndarray, fake: np.ndarray, seed: int, max_points: int = 2000) -> dict[str, Any]:

@@ -320,41 +320,51 @@ def render_html(report: ValidationReport) -> str:
     from simgen import __version__
 
     level = f"{100 * report.settings.get('level', 0.95):.0f}%"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>simgen validation report</title><style>{CSS}</style></head>
-<body>
-<h1>simgen validation report</h1>
-<p><span class=syn><b>synthetic</b></span> {html.escape(syn['path'])} ({syn['images']} of {syn['total_images']} images,
-{syn['kind']}) vs <span class=real><b>real</b></span> {html.escape(real['path'])} ({real['images']} of
-{real['total_images']} images, {real['kind']}).<br>
-<span class=muted>features: {html.escape(report.extractor)} ({report.settings.get('feature_dim')}-d); seed
-{report.settings.get('seed')}; {report.settings.get('n_boot')} bootstrap resamples, {level} intervals;
-simgen {__version__}</span></p>
-{f'<ul>{warn}</ul>' if warn else ''}
-<h2>Distribution metrics</h2>
-<table><tr><th>metric</th><th>value</th><th>{level} CI</th><th></th><th>meaning</th></tr>
-{_metric_rows(report.metrics)}</table>
-<p class=muted>All metrics compare feature vectors; intervals are percentile bootstrap intervals over the images
-(FID, KID and MMD resample both sets; PRDC resamples the evaluated samples with the k-NN balls held fixed).
-FID and KID grow as sample sizes shrink: compare runs of equal size.</p>
-<h2>Utility: train on synthetic, test on real</h2>
-{_utility_section(report.utility)}
-<h2>Samples</h2>
-<div class=side>{''.join(grids)}</div>
-<h2>Objects per class</h2>
-{('<table><tr><th>class</th><th>synthetic</th><th>real</th></tr>' + count_rows + '</table>') if count_rows else
- '<p class=muted>No class labels on either side.</p>'}
-{_img(counts, 'objects per class') if counts else ''}
-<h2>Randomized parameters (synthetic manifest)</h2>
-{_img(params, 'parameter histograms') if params else '<p class=muted>No manifest.jsonl with sampled values.</p>'}
-<h2>Feature projection</h2>
-{_img(proj, 'PCA projection of both feature sets', '640px') if proj else ''}
-<p class=muted>PCA fitted on both feature sets together; overlapping clouds mean similar feature statistics.</p>
-<h2>Label validator</h2>
-{_labels_section(report.labels)}
-<p class=muted>Timings (s): {html.escape(json.dumps(report.timings_s))}</p>
-</body></html>
-"""
+    st = report.settings
+    summary = (
+        f"<span class=syn><b>synthetic</b></span> {html.escape(syn['path'])} ({syn['images']} of "
+        f"{syn['total_images']} images, {syn['kind']}) vs <span class=real><b>real</b></span> "
+        f"{html.escape(real['path'])} ({real['images']} of {real['total_images']} images, {real['kind']})."
+    )
+    config = (
+        f"features: {html.escape(report.extractor)} ({st.get('feature_dim')}-d); seed {st.get('seed')}; "
+        f"{st.get('n_boot')} bootstrap resamples, {level} intervals; simgen {__version__}"
+    )
+    if count_rows:
+        counts_table = f"<table><tr><th>class</th><th>synthetic</th><th>real</th></tr>{count_rows}</table>"
+    else:
+        counts_table = "<p class=muted>No class labels on either side.</p>"
+    no_manifest = "<p class=muted>No manifest.jsonl with sampled values.</p>"
+    sections = [
+        "<h1>simgen validation report</h1>",
+        f"<p>{summary}<br><span class=muted>{config}</span></p>",
+        f"<ul>{warn}</ul>" if warn else "",
+        "<h2>Distribution metrics</h2>",
+        f"<table><tr><th>metric</th><th>value</th><th>{level} CI</th><th></th><th>meaning</th></tr>",
+        f"{_metric_rows(report.metrics)}</table>",
+        "<p class=muted>All metrics compare feature vectors; intervals are percentile bootstrap intervals over the "
+        "images (FID, KID and MMD resample both sets; PRDC resamples the evaluated samples with the k-NN balls held "
+        "fixed). FID and KID grow as sample sizes shrink: compare runs of equal size.</p>",
+        "<h2>Utility: train on synthetic, test on real</h2>",
+        _utility_section(report.utility),
+        "<h2>Samples</h2>",
+        f"<div class=side>{''.join(grids)}</div>",
+        "<h2>Objects per class</h2>",
+        counts_table,
+        _img(counts, "objects per class") if counts else "",
+        "<h2>Randomized parameters (synthetic manifest)</h2>",
+        _img(params, "parameter histograms") if params else no_manifest,
+        "<h2>Feature projection</h2>",
+        _img(proj, "PCA projection of both feature sets", "640px") if proj else "",
+        "<p class=muted>PCA fitted on both feature sets together; overlapping clouds mean similar feature "
+        "statistics.</p>",
+        "<h2>Label validator</h2>",
+        _labels_section(report.labels),
+        f"<p class=muted>Timings (s): {html.escape(json.dumps(report.timings_s))}</p>",
+    ]
+    head = f'<head><meta charset="utf-8"><title>simgen validation report</title><style>{CSS}</style></head>'
+    body = "\n".join(part for part in sections if part)
+    return f'<!DOCTYPE html>\n<html lang="en">{head}\n<body>\n{body}\n</body></html>\n'
 
 
 def write_report(report: ValidationReport, out_dir: str | Path) -> tuple[Path, Path]:

@@ -14,6 +14,10 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
   body's scale, and ``getVisualShapeData`` then reports an empty file name. Each distinct
   ``(asset, scale)`` of a build therefore loads its files through a distinct spelling of the same path
   (``dir/./././file``), which defeats the cache without copying anything.
+* **EGL textures belong to the shared geometry.** A texture set on one body shows on every body that shares
+  its cached mesh, so a textured body always loads through a spelling of its own (see
+  :mod:`simgen.backends.pybullet_appearance` for textures, and for EGL's texture memory that
+  ``resetSimulation`` never frees).
 * **One EGL backend per process.** The plugin keeps process-wide GL state: after a second EGL client in the
   process is closed, the first one renders stale body transforms (and, after its next build, nothing for
   mesh bodies). A second EGL backend is therefore refused while one is alive (``"auto"`` falls back to
@@ -21,7 +25,7 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
 * **EGL resolution.** The plugin draws into a 1024x768 window and upsamples larger requests by pixel
   repetition, so EGL renders at most 1024x768 (:attr:`PyBulletBackend.max_resolution`).
 * **EGL lighting.** Only the light direction is used; colour, ambient, diffuse and specular coefficients are
-  ignored and shadows are always on.
+  ignored and shadows are always on. Per-shape ``specularColor`` changes nothing with either renderer.
 * **TinyRenderer samples pixel corners**, not centres: its images are shifted by half a pixel (+x, -y)
   relative to the pinhole model. The projection matrix compensates, so both renderers agree with ``K``
   within 0.1 px.
@@ -39,6 +43,16 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
   ``saveState``) changes how a *further* ``stepSimulation`` continues in the last bits, because contact
   caches are rebuilt; simgen never steps after rendering, and TinyRenderer scenes of single-colour links
   never take this path.
+
+Instances. Objects get instance ids 1..N in insertion order. Labeled fixtures follow, in fixture order: one
+instance per fixture body, or, with ``link_labels`` on a URDF, one per link that has visual geometry
+(``uid = "<fixture>/<link>"``, ``category = "<category>/<link>"``, pose = the link's URDF frame). Labeled flying
+occluders of a view come last (``uid = "occluder/<k>"``, category ``"occluder"``). A link is rendered alone for
+visibility through a proxy body (see :mod:`simgen.backends.pybullet_links`), so self-occlusion between the
+links of one robot counts as occlusion, as it should.
+
+Flying occluders (``view["occluders"]``) are visual-only bodies created for one render and removed after it:
+the physics state is untouched.
 """
 
 from __future__ import annotations
@@ -54,7 +68,7 @@ import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +78,17 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from simgen.backends.pybullet_appearance import TextureCache, apply_appearance, check_rgba
+from simgen.backends.pybullet_bodies import (
+    PRIMITIVES,
+    apply_dynamics,
+    create_visual_body,
+    load_sdf,
+    occluder_shape,
+    primitive_collision,
+    primitive_half,
+    primitive_visual,
+)
 from simgen.backends.pybullet_camera import (
     box_corners,
     compose_poses,
@@ -74,25 +99,39 @@ from simgen.backends.pybullet_camera import (
     opengl_projection,
     opengl_view,
     pose_matrix,
-    project_points,
 )
 from simgen.backends.pybullet_geometry import mesh_vertices, primitive_half_extents, visual_points
+from simgen.backends.pybullet_links import (
+    VisualShape,
+    link_box,
+    link_names,
+    link_world_pose,
+    movable_joints,
+    proxy_visual,
+    set_joints,
+    snap_joints,
+    visual_shapes,
+)
+from simgen.backends.pybullet_visibility import group_disjoint, screen_rect
 from simgen.errors import AssetError, BackendUnavailable, did_you_mean
 from simgen.frame import FrameBuffers, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
 RENDERERS = ("auto", "egl", "tiny")
-PRIMITIVES = ("box", "sphere", "cylinder", "capsule")
+__all__ = ["PRIMITIVES", "RENDERERS", "PyBulletBackend"]
 #: The EGL plugin's fixed window size; larger images are upsampled by pixel repetition.
 EGL_MAX_RESOLUTION = (1024, 768)
 #: Where TinyRenderer samples a pixel relative to its centre, in pixels (x right, y down).
 TINY_SAMPLE_OFFSET = (-0.5, 0.5)
 DEFAULT_PHYSICS = {"max_steps": 1000, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 1.0 / 240.0}
 DEFAULT_OBJ_MASS = 0.1
+#: Colour of a flying occluder whose entry has none.
+DEFAULT_OCCLUDER_COLOR = (0.5, 0.5, 0.5, 1.0)
 #: Steps between two rest checks in :meth:`PyBulletBackend.settle`.
 SETTLE_CHECK_EVERY = 10
 _BODY_MASK = (1 << 24) - 1  # ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX: value = body + ((link + 1) << 24)
+_MAX_INSTANCES = int(np.iinfo(np.uint16).max)
 _EGL_WARMUP_FRAMES = 2
 _MAX_PATH_SPELLING = 900  # PyBullet copies file names into 1024-byte buffers
 _IDENTITY_QUAT = (0.0, 0.0, 0.0, 1.0)
@@ -104,11 +143,11 @@ _EGL_BUSY = "another EGL backend is alive in this process (the plugin supports o
 
 @dataclass
 class _Body:
-    """One PyBullet body of the built scene and what the backend needs to know about it."""
+    """One PyBullet body of the built scene (or of one render) and what the backend needs to know about it."""
 
     body: int
     uid: str
-    instance_id: int  # 0: ground and fixtures, which are not instances
+    instance_id: int  # 0 unless the whole body is one instance (objects, labeled fixtures and occluders)
     links: tuple[int, ...]
     com_to_link: tuple[Sequence[float], Sequence[float]] | None  # None when the link frame is the inertial frame
     alpha_hideable: bool = False  # TinyRenderer: its colours can be set to alpha 0 and restored exactly
@@ -116,6 +155,22 @@ class _Body:
     info: ObjectInfo | None = None
     box_exact: bool = True  # the 3D box bounds the rendered geometry (visual meshes/primitives, not getAABB)
     reach: float = 0.0  # distance from the centre of mass to the farthest corner of the 3D box, metres
+
+
+@dataclass
+class _Instance:
+    """One instance: a whole body, or one link of a fixture labeled per link."""
+
+    info: ObjectInfo
+    body: _Body
+    link: int | None = None  # None: the whole body; else the link drawn as this instance (-1: the base link)
+    box_exact: bool = True
+    shapes: tuple[VisualShape, ...] = ()  # a link instance's visual shapes (its proxy draws them)
+
+    @property
+    def instance_id(self) -> int:
+        """Its value in the instance mask."""
+        return self.info.instance_id
 
 
 @contextlib.contextmanager
@@ -185,17 +240,21 @@ class PyBulletBackend:
             )
         self._cid = -1
         self.renderer = "tiny"
-        self._bodies: list[_Body] = []
-        self._objects: list[_Body] = []
+        self._bodies: list[_Body] = []  # every body of the build: ground, fixtures, objects
+        self._objects: list[_Body] = []  # the dynamic bodies that settle
+        self._instances: list[_Instance] = []  # objects, then labeled fixtures (bodies or links), by instance id
+        self._holds: list[tuple[int, list[tuple[int, float]]]] = []  # (body, [(joint, position)]) held in settle
+        self._proxy_visuals: dict[tuple[int, int], int] = {}  # (body, link) -> visual shape of its proxy
         self._physics: dict[str, Any] = dict(DEFAULT_PHYSICS)
         self._lut = np.zeros(1, dtype=np.uint16)
-        #: (body, link) -> instance id overrides; empty until link-level instances are supported.
+        #: (body, link) -> instance id of the links of fixtures labeled per link.
         self._link_instances: dict[tuple[int, int], int] = {}
         self._spellings: dict[tuple[str, float, int], int] = {}
         self._box_cache: dict[tuple[str, float], tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
         self._cid = p.connect(p.DIRECT)
         if self._cid < 0:
             raise BackendUnavailable("PyBullet could not start a DIRECT physics client")
+        self._textures = TextureCache(self._cid)
         self._finalizer: weakref.finalize | None = None
         if renderer in ("auto", "egl"):
             error = self._load_egl()
@@ -207,6 +266,7 @@ class PyBulletBackend:
             else:
                 level = logging.WARNING if error is _EGL_BUSY else logging.INFO
                 logger.log(level, "PyBullet EGL renderer unavailable (%s); using TinyRenderer", error)
+        self._textures.clear(self._cid)  # a failed EGL load starts a new client
         self._pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
         # Disconnect (quietly) when garbage-collected or at interpreter exit, if close() was never called.
         self._finalizer = weakref.finalize(self, _disconnect, self._cid, self.renderer == "egl")
@@ -267,7 +327,7 @@ class PyBulletBackend:
     def close(self) -> None:
         """Disconnect the physics client. Safe to call twice."""
         cid, self._cid = self._cid, -1
-        self._bodies, self._objects = [], []
+        self._reset_records()
         if self._finalizer is not None:
             self._finalizer()  # runs _disconnect once; later calls do nothing
         elif cid >= 0:
@@ -284,26 +344,35 @@ class PyBulletBackend:
     def build(self, scene: dict[str, Any]) -> None:
         """Reset the world and create the ground, the fixtures and the objects of ``scene``.
 
-        Objects get instance ids 1..N in insertion order; the ground and fixtures are not instances.
-        Each object's 3D box is computed here, once, from its visual geometry at the loaded pose.
+        Objects get instance ids 1..N in insertion order, then labeled fixtures follow (see the module
+        docstring). Every instance's 3D box is computed here, once, from its visual geometry. Joint positions
+        (``scene["joints"]``) are set here and held while physics settles.
 
         Args:
             scene: A scene state (see :mod:`simgen.backends.base`), with ``path`` resolved to absolute files.
 
         Raises:
-            AssetError: An entry has neither a usable ``path`` nor a known ``shape``, or PyBullet cannot load it.
+            AssetError: An entry has neither a usable ``path`` nor a known ``shape``, PyBullet cannot load it,
+                or a patch (texture, dynamics, joints) is malformed or names something that does not exist.
         """
         cid = self._check_open()
         try:
             self._build(cid, scene)
         except BaseException:
             # Never leave a half-built world behind: it would render with the previous scene's instance map.
-            self._bodies, self._objects, self._lut = [], [], np.zeros(1, dtype=np.uint16)
+            self._reset_records()
             p.resetSimulation(physicsClientId=cid)
             raise
 
+    def _reset_records(self) -> None:
+        self._bodies, self._objects, self._instances, self._holds = [], [], [], []
+        self._spellings, self._link_instances, self._proxy_visuals = {}, {}, {}
+        self._lut = np.zeros(1, dtype=np.uint16)
+        self._textures.clear()
+
     def _build(self, cid: int, scene: dict[str, Any]) -> None:
         p.resetSimulation(physicsClientId=cid)
+        self._reset_records()  # resetSimulation invalidates texture ids too
         self._physics = {**DEFAULT_PHYSICS, **{k: v for k, v in (scene.get("physics") or {}).items() if v is not None}}
         # Sorted contact pairs make the contact order a function of body ids alone, never of the broadphase's
         # history (measured: builds were bit-reproducible without it too; it costs no measurable time).
@@ -311,30 +380,39 @@ class PyBulletBackend:
             fixedTimeStep=float(self._physics["timestep"]), deterministicOverlappingPairs=1, physicsClientId=cid
         )
         p.setGravity(0.0, 0.0, float(self._physics["gravity"]), physicsClientId=cid)
-        self._bodies, self._objects, self._spellings, self._link_instances = [], [], {}, {}
 
         ground = scene.get("ground") or {"kind": "plane"}
         kind = ground.get("kind", "plane")
         if kind == "plane":
             path = str(Path(pybullet_data.getDataPath()) / "plane.urdf")
             body = self._load_urdf(path, (0.0, 0.0, 0.0), _IDENTITY_QUAT, 1.0, fixed=True, where="ground")
-            self._bodies.append(self._finish_body(body, "ground", 0, ground.get("color")))
+            self._bodies.append(self._finish_body(body, "ground", 0, ground, "ground"))
         elif kind != "none":
             hint = did_you_mean(kind, ["plane", "none"])
             raise AssetError(f"ground.kind: expected 'plane' or 'none', got '{kind}'{hint}")
 
+        fixtures: list[tuple[dict[str, Any], str, list[_Body]]] = []
         for i, entry in enumerate(scene.get("fixtures") or []):
             where = f"fixtures[{i}]"
-            body, _ = self._create(entry, fixed=True, where=where)
-            self._bodies.append(self._finish_body(body, str(entry.get("uid", where)), 0, entry.get("color")))
+            uid = str(entry.get("uid", where))
+            created = self._create_fixture(entry, where)
+            records = [
+                self._finish_body(body, uid if len(created) == 1 else f"{uid}/{k}", 0, entry, where)
+                for k, body in enumerate(created)
+            ]
+            self._bodies.extend(records)
+            fixtures.append((entry, where, records))
+        self._set_joints(scene.get("joints"), fixtures)
 
         objects = list((scene.get("objects") or {}).items())
-        if len(objects) > np.iinfo(np.uint16).max:
-            raise AssetError(f"objects: at most 65535 objects fit a uint16 instance mask, got {len(objects)}")
+        if len(objects) > _MAX_INSTANCES:
+            raise AssetError(
+                f"objects: at most {_MAX_INSTANCES} objects fit a uint16 instance mask, got {len(objects)}"
+            )
         for instance_id, (uid, entry) in enumerate(objects, start=1):
             where = f"objects['{uid}']"
             body, cache_key = self._create(entry, fixed=False, where=where)
-            record = self._finish_body(body, uid, instance_id, entry.get("color"))
+            record = self._finish_body(body, str(uid), instance_id, entry, where)
             if entry.get("mass") is not None and entry.get("path"):  # primitives and meshes got it at creation
                 p.changeDynamics(body, -1, mass=float(entry["mass"]), physicsClientId=cid)
             center, size, exact = self._object_box(record, cache_key, entry)
@@ -351,18 +429,30 @@ class PyBulletBackend:
             )
             self._bodies.append(record)
             self._objects.append(record)
+            self._instances.append(_Instance(record.info, record, None, exact))
+
+        for entry, where, records in fixtures:  # after the joints are set: a whole robot's box depends on them
+            if entry.get("labeled"):
+                self._fixture_instances(entry, where, records)
+        if len(self._instances) > _MAX_INSTANCES:
+            raise AssetError(
+                f"at most {_MAX_INSTANCES} instances fit a uint16 instance mask, got {len(self._instances)}"
+            )
 
         lut = np.zeros(max((b.body for b in self._bodies), default=-1) + 2, dtype=np.uint16)
-        for b in self._objects:
+        for b in self._bodies:
             lut[b.body] = b.instance_id
         self._lut = lut  # the last entry stays 0: every out-of-range value (background) maps there
-        logger.debug("built %d bodies (%d objects)", len(self._bodies), len(self._objects))
+        logger.debug(
+            "built %d bodies (%d objects, %d instances)", len(self._bodies), len(self._objects), len(self._instances)
+        )
 
     def _spelling(self, path: str, scale: float, *, shared: bool = True) -> str:
         """The file name to load ``path`` at ``scale`` through.
 
         With EGL, each ``(path, scale)`` pair gets one spelling, or each call its own when ``shared`` is False
-        (so PyBullet reports the body's visual data). Other renderers load ``path`` as is.
+        (so PyBullet reports the body's visual data, and a texture set on it stays its own). Other renderers
+        load ``path`` as is.
         """
         if self.renderer != "egl":
             return path
@@ -398,29 +488,57 @@ class PyBulletBackend:
         except p.error as exc:
             raise AssetError(f"{where}: PyBullet cannot load '{path}': {exc}") from exc
 
-    def _create(self, entry: dict[str, Any], *, fixed: bool, where: str) -> tuple[int, tuple[str, float] | None]:
+    def _create_fixture(self, entry: dict[str, Any], where: str) -> list[int]:
+        """Create one fixture's bodies: one, or every model of an SDF file."""
+        path = entry.get("path")
+        if path and Path(path).suffix.lower() == ".sdf":
+            scale = _scale(entry, where)
+            return load_sdf(
+                self._cid,
+                self._spelling(path, scale, shared=False),
+                entry.get("position", (0.0, 0.0, 0.0)),
+                entry.get("orientation", _IDENTITY_QUAT),
+                scale,
+                where,
+            )
+        # Links labeled one by one need each link's visual data, which EGL reports only for a body with its own
+        # spelling (see _create).
+        own = bool(entry.get("labeled") and entry.get("link_labels"))
+        return [self._create(entry, fixed=True, where=where, own_spelling=own)[0]]
+
+    def _create(
+        self, entry: dict[str, Any], *, fixed: bool, where: str, own_spelling: bool = False
+    ) -> tuple[int, tuple[str, float] | None]:
         """Create one fixture or object; return its body id and the key of its 3D box in the cache (None: no cache).
 
         Only single-link assets share a cached box (and, with EGL, cached geometry): their box is computed from
         the visual frames alone, so it is the same bits for every instance. A multi-link box goes through the
         links' world poses, whose rounding depends on the instance's pose, so each instance computes its own
         and (with EGL) gets its own file spelling, without which PyBullet reports no visual data for it.
+        A textured body also gets its own spelling: EGL textures the shared geometry, not the body.
         """
         position = entry.get("position", (0.0, 0.0, 0.0))
         orientation = entry.get("orientation", _IDENTITY_QUAT)
-        scale = float(entry.get("scale", 1.0))
-        if scale <= 0:
-            raise AssetError(f"{where}.scale: expected a positive number, got {scale}")
+        scale = _scale(entry, where)
+        own_spelling = own_spelling or entry.get("texture") is not None
         path, shape = entry.get("path"), entry.get("shape")
         if path:
             suffix = Path(path).suffix.lower()
             if suffix == ".urdf":
                 single = _urdf_link_count(path) == 1
-                body = self._load_urdf(path, position, orientation, scale, fixed=fixed, where=where, shared=single)
+                body = self._load_urdf(
+                    path, position, orientation, scale, fixed=fixed, where=where, shared=single and not own_spelling
+                )
                 return body, (path, scale) if single else None
             if suffix == ".obj":
-                return self._create_mesh(entry, path, scale, fixed=fixed, where=where), ("obj:" + path, scale)
-            raise AssetError(f"{where}.path: expected a .urdf or .obj file, got '{path}'")
+                body = self._create_mesh(entry, path, scale, fixed=fixed, where=where, shared=not own_spelling)
+                return body, ("obj:" + path, scale)
+            if suffix == ".sdf":
+                raise AssetError(
+                    f"{where}.path: SDF files load as static fixtures only ('{path}'); "
+                    "use a .urdf or .obj file for a dynamic object"
+                )
+            raise AssetError(f"{where}.path: expected a .urdf or .obj file (or .sdf for a fixture), got '{path}'")
         if shape:
             return self._create_primitive(entry, shape, scale, fixed=fixed, where=where), None
         raise AssetError(f"{where}: needs a resolved 'path' (.urdf or .obj) or a primitive 'shape'; got neither")
@@ -431,7 +549,9 @@ class PyBulletBackend:
         mass = entry.get("mass")
         return DEFAULT_OBJ_MASS if mass is None else float(mass)
 
-    def _create_mesh(self, entry: dict[str, Any], path: str, scale: float, *, fixed: bool, where: str) -> int:
+    def _create_mesh(
+        self, entry: dict[str, Any], path: str, scale: float, *, fixed: bool, where: str, shared: bool = True
+    ) -> int:
         cid = self._cid
         verts = mesh_vertices(path)
         if verts is None:
@@ -443,7 +563,7 @@ class PyBulletBackend:
         try:
             vis = p.createVisualShape(
                 p.GEOM_MESH,
-                fileName=self._spelling(path, scale),
+                fileName=self._spelling(path, scale, shared=shared),
                 meshScale=mesh_scale,
                 physicsClientId=cid,
                 **visual_kwargs,
@@ -472,46 +592,35 @@ class PyBulletBackend:
         self, entry: dict[str, Any], shape: dict[str, Any], scale: float, *, fixed: bool, where: str
     ) -> int:
         cid = self._cid
-        kind = shape.get("shape")
-        if kind not in PRIMITIVES:
-            hint = did_you_mean(str(kind), PRIMITIVES)
-            raise AssetError(f"{where}.shape.shape: expected one of {PRIMITIVES}, got '{kind}'{hint}")
-        try:
-            half = primitive_half_extents(shape, scale)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AssetError(f"{where}.shape: a {kind} needs {_PRIMITIVE_FIELDS[kind]}; got {shape}") from exc
-        if np.any(half <= 0):
-            raise AssetError(f"{where}.shape: dimensions must be positive, got {shape}")
+        half = primitive_half(shape, scale, f"{where}.shape")
         color = entry.get("color")
         rgba = [float(c) for c in color] if color is not None else [1.0, 1.0, 1.0, 1.0]
-        if kind == "box":
-            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half.tolist(), rgbaColor=rgba, physicsClientId=cid)
-            col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half.tolist(), physicsClientId=cid)
-        elif kind == "sphere":
-            vis = p.createVisualShape(p.GEOM_SPHERE, radius=half[0], rgbaColor=rgba, physicsClientId=cid)
-            col = p.createCollisionShape(p.GEOM_SPHERE, radius=half[0], physicsClientId=cid)
-        else:
-            geom = p.GEOM_CYLINDER if kind == "cylinder" else p.GEOM_CAPSULE
-            radius, length = float(shape["radius"]) * scale, float(shape["length"]) * scale
-            vis = p.createVisualShape(geom, radius=radius, length=length, rgbaColor=rgba, physicsClientId=cid)
-            col = p.createCollisionShape(geom, radius=radius, height=length, physicsClientId=cid)
         return p.createMultiBody(
             baseMass=self._mass(entry, fixed),
-            baseCollisionShapeIndex=col,
-            baseVisualShapeIndex=vis,
+            baseCollisionShapeIndex=primitive_collision(cid, shape, half, scale),
+            baseVisualShapeIndex=primitive_visual(cid, shape, half, scale, rgba),
             basePosition=[float(v) for v in entry.get("position", (0.0, 0.0, 0.0))],
             baseOrientation=[float(v) for v in entry.get("orientation", _IDENTITY_QUAT)],
             physicsClientId=cid,
         )
 
-    def _finish_body(self, body: int, uid: str, instance_id: int, color: Sequence[float] | None) -> _Body:
-        """Apply the colour and record the frames and colours of a freshly created body."""
+    def _finish_body(self, body: int, uid: str, instance_id: int, entry: Mapping[str, Any] | None, where: str) -> _Body:
+        """Apply an entry's appearance and dynamics patches, and record the frames and colours of a new body."""
         cid = self._cid
         links = (-1, *range(p.getNumJoints(body, physicsClientId=cid)))
-        if color is not None:
-            rgba = [float(c) for c in color]
-            for link in links:
-                p.changeVisualShape(body, link, rgbaColor=rgba, physicsClientId=cid)
+        entry = entry or {}
+        color = entry.get("color")
+        texture = entry.get("texture")
+        specular = entry.get("specular")
+        apply_appearance(
+            cid,
+            body,
+            links,
+            color=None if color is None else check_rgba(color, f"{where}.color"),
+            texture_id=None if texture is None else self._textures.texture_id(texture, f"{where}.texture"),
+            specular=None if specular is None else check_rgba(specular, f"{where}.specular", n=3),
+        )
+        apply_dynamics(cid, body, links, entry.get("dynamics"), f"{where}.dynamics")
         info = p.getDynamicsInfo(body, -1, physicsClientId=cid)
         local_pos, local_orn = info[3], info[4]
         com_to_link = None
@@ -528,12 +637,101 @@ class PyBulletBackend:
             record.link_colors = {link: next(iter(c)) for link, c in per_link.items() if len(c) == 1}
         return record
 
+    def _set_joints(self, joints: Any, fixtures: list[tuple[dict[str, Any], str, list[_Body]]]) -> None:
+        """Set ``scene["joints"]`` on the fixtures and hold every movable fixture joint where it ends up."""
+        joints = joints or {}
+        if not isinstance(joints, Mapping):
+            raise AssetError(f"joints: expected {{fixture_uid: {{joint_name: position}}}}, got {joints!r}")
+        by_uid = {str(entry.get("uid", where)): records for entry, where, records in fixtures}
+        for uid in joints:
+            if uid not in by_uid:
+                raise AssetError(
+                    f"joints: no fixture '{uid}'{did_you_mean(str(uid), by_uid)}; fixtures: {list(by_uid)}"
+                )
+        for uid, records in by_uid.items():
+            wanted = joints.get(uid) or {}
+            if not isinstance(wanted, Mapping):
+                raise AssetError(f"joints['{uid}']: expected {{joint_name: position}}, got {wanted!r}")
+            owner = {name: b for b in records for name in movable_joints(self._cid, b.body)}
+            unknown = [name for name in wanted if name not in owner]
+            if unknown:
+                hint = did_you_mean(str(unknown[0]), owner)
+                raise AssetError(
+                    f"joints['{uid}']: fixture '{uid}' has no movable joint '{unknown[0]}'{hint}; "
+                    f"its movable joints are {list(owner)}"
+                )
+            for b in records:
+                mine = {name: value for name, value in wanted.items() if owner[name] is b}
+                held = set_joints(self._cid, b.body, mine, f"joints['{uid}']")
+                if held:
+                    self._holds.append((b.body, held))
+
+    def _fixture_instances(self, entry: dict[str, Any], where: str, records: list[_Body]) -> None:
+        """Make a labeled fixture's instances: one per body, or one per link with visual geometry."""
+        cid = self._cid
+        uid = str(entry.get("uid", where))
+        category = str(entry.get("category") or uid)
+        asset = str(entry.get("asset") or "")
+        path = str(entry.get("path") or "")
+        if entry.get("link_labels") and path.lower().endswith(".urdf"):
+            b = records[0]
+            names = link_names(cid, b.body)
+            for link, shapes in sorted(visual_shapes(cid, b.body).items()):
+                box = link_box(shapes)
+                exact = box is not None
+                if box is None:
+                    logger.info("%s: cannot read the visual of link %s; using its collision AABB", uid, names[link])
+                    box = self._link_aabb(b, link)
+                lo, hi = box
+                if not np.all(np.isfinite(lo)):
+                    continue  # the link draws nothing (planes only)
+                instance_id = len(self._instances) + 1
+                info = ObjectInfo(
+                    instance_id=instance_id,
+                    uid=f"{uid}/{names[link]}",
+                    category=f"{category}/{names[link]}",
+                    labeled=True,
+                    bbox3d_center=tuple(float(v) for v in (lo + hi) / 2.0),  # type: ignore[arg-type]
+                    bbox3d_size=tuple(float(v) for v in hi - lo),  # type: ignore[arg-type]
+                    asset=asset,
+                )
+                self._link_instances[(b.body, link)] = instance_id
+                self._instances.append(_Instance(info, b, link, exact, tuple(shapes)))
+            return
+        for b in records:
+            instance_id = len(self._instances) + 1
+            center, size, exact = self._object_box(b, None, entry)
+            b.instance_id, b.box_exact = instance_id, exact
+            b.info = ObjectInfo(
+                instance_id=instance_id,
+                uid=b.uid,
+                category=category,
+                labeled=True,
+                bbox3d_center=center,
+                bbox3d_size=size,
+                asset=asset,
+            )
+            self._instances.append(_Instance(b.info, b, None, exact))
+
+    def _link_aabb(self, b: _Body, link: int) -> tuple[np.ndarray, np.ndarray]:
+        """A link's collision AABB, as a box in its link frame (not exact: a fallback for unreadable visuals)."""
+        lo, hi = (np.asarray(v, dtype=np.float64) for v in p.getAABB(b.body, link, physicsClientId=self._cid))
+        T_link_world = invert_pose(self._link_matrix(b, link))
+        corners = box_corners((lo + hi) / 2.0, hi - lo) @ T_link_world[:3, :3].T + T_link_world[:3, 3]
+        return corners.min(axis=0), corners.max(axis=0)
+
     def _link_pose(self, b: _Body) -> tuple[Sequence[float], Sequence[float]]:
         """World pose (position, quaternion xyzw) of a body's base link frame."""
         pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=self._cid)
         if b.com_to_link is None:
             return pos, orn
         return compose_poses(pos, orn, b.com_to_link[0], b.com_to_link[1])
+
+    def _link_matrix(self, b: _Body, link: int | None) -> np.ndarray:
+        """World pose (4, 4) of a body's base link frame (``link`` None or -1) or of one of its child links."""
+        if link is None or link < 0:
+            return pose_matrix(*self._link_pose(b))
+        return pose_matrix(*link_world_pose(self._cid, b.body, link))
 
     def _object_box(
         self, b: _Body, cache_key: tuple[str, float] | None, entry: dict[str, Any]
@@ -602,7 +800,8 @@ class PyBulletBackend:
         of the object's 3D box: an angular speed in rad/s is not comparable to a threshold in m/s, and slow
         creep of piles at ~0.02 rad/s (1 mm/s at the surface) otherwise never "rests". It must hold on two
         checks in a row (checks run every :data:`SETTLE_CHECK_EVERY` steps; one check alone can catch a
-        bouncing object at the top of its arc).
+        bouncing object at the top of its arc). Fixture joints are reset to their set positions after every
+        step (see :mod:`simgen.backends.pybullet_links`), so they end exactly where the scene state put them.
 
         Returns:
             ``{"steps": n, "poses": {uid: [x, y, z, qx, qy, qz, qw]}, "at_rest": bool}``, poses of each
@@ -617,6 +816,8 @@ class PyBulletBackend:
             n = min(SETTLE_CHECK_EVERY, max_steps - steps)
             for _ in range(n):
                 p.stepSimulation(physicsClientId=cid)
+                if self._holds:
+                    snap_joints(cid, self._holds)
             steps += n
             calm_checks = calm_checks + 1 if self._all_slow(rest) else 0
             if calm_checks >= 2:
@@ -643,15 +844,18 @@ class PyBulletBackend:
         """Render one view of the built scene.
 
         Args:
-            view: A view state (see :mod:`simgen.backends.base`): ``camera`` and optionally ``light``.
-            visibility: Also count each object's pixels when rendered with every other body hidden
-                (``FrameBuffers.unoccluded_px``). Physics poses and velocities are unchanged afterwards.
+            view: A view state (see :mod:`simgen.backends.base`): ``camera``, optionally ``light`` and
+                ``occluders`` (flying occluders, created for this render only).
+            visibility: Also render each instance with every other body hidden, and return its pixel count
+                (``FrameBuffers.unoccluded_px``) and full silhouette (``FrameBuffers.unoccluded_masks``).
+                Physics poses and velocities are unchanged afterwards.
 
         Returns:
-            The frame's buffers, object list and poses.
+            The frame's buffers, instance list and poses.
 
         Raises:
             ValueError: For a malformed camera.
+            AssetError: For a malformed occluder.
             BackendUnavailable: With EGL, for images larger than :attr:`max_resolution`.
         """
         cid = self._check_open()
@@ -670,54 +874,53 @@ class PyBulletBackend:
         near, far = float(cam["near"]), float(cam["far"])
         view_gl = gl_list(opengl_view(T_world_cam))
         proj_gl = gl_list(self._projection(K, width, height, near, far))
+        kwargs = _light_kwargs(view.get("light"))
 
-        kwargs: dict[str, Any] = {}
-        light = view.get("light")
-        if light:
-            distance = float(light.get("distance", 10.0))
-            direction = np.asarray(light.get("direction", (0.0, 0.0, 1.0)), dtype=np.float64)
-            # PyBullet's lightDirection is the light's position: the light shines from there towards the origin.
-            kwargs["lightDirection"] = [float(v) for v in direction * distance]
-            kwargs["lightDistance"] = distance
-            for key, arg in (
-                ("ambient", "lightAmbientCoeff"),
-                ("diffuse", "lightDiffuseCoeff"),
-                ("specular", "lightSpecularCoeff"),
-            ):
-                if light.get(key) is not None:
-                    kwargs[arg] = float(light[key])
-            if light.get("color") is not None:
-                kwargs["lightColor"] = [float(c) for c in light["color"]]
-            kwargs["shadow"] = int(bool(light.get("shadows", True)))
-        _, _, rgba, depth_buffer, seg = p.getCameraImage(
-            width,
-            height,
-            viewMatrix=view_gl,
-            projectionMatrix=proj_gl,
-            renderer=self._pb_renderer,
-            flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
-            physicsClientId=cid,
-            **kwargs,
-        )
-        rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
-        seg = np.asarray(seg, dtype=np.int32).reshape(height, width)
-        depth = depth_to_metres(np.asarray(depth_buffer).reshape(height, width), near, far, hit=seg >= 0)
-
-        poses = {b.instance_id: pose_matrix(*self._link_pose(b)) for b in self._objects}
-        unoccluded = None
-        meta: dict[str, object] = {"backend": self.name, "renderer": self.renderer}
-        if visibility:
-            unoccluded, renders = self._unoccluded_px(width, height, K, T_world_cam, near, far, view_gl, proj_gl, poses)
-            meta["visibility_renders"] = renders
+        occluders: list[_Body] = []
+        try:
+            instances = self._add_occluders(view.get("occluders"), occluders)
+            lut = self._lut
+            if occluders:
+                lut = np.zeros(max(len(lut), max(b.body for b in occluders) + 2), dtype=np.uint16)
+                lut[: len(self._lut) - 1] = self._lut[:-1]
+                for b in occluders:
+                    lut[b.body] = b.instance_id
+            _, _, rgba, depth_buffer, seg = p.getCameraImage(
+                width,
+                height,
+                viewMatrix=view_gl,
+                projectionMatrix=proj_gl,
+                renderer=self._pb_renderer,
+                flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
+                physicsClientId=cid,
+                **kwargs,
+            )
+            rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
+            seg = np.asarray(seg, dtype=np.int32).reshape(height, width)
+            depth = depth_to_metres(np.asarray(depth_buffer).reshape(height, width), near, far, hit=seg >= 0)
+            ids = self._instance_ids(seg, lut)
+            poses = {inst.instance_id: self._link_matrix(inst.body, inst.link) for inst in instances}
+            unoccluded, masks = None, None
+            meta: dict[str, object] = {"backend": self.name, "renderer": self.renderer}
+            if occluders:
+                meta["occluders"] = len(occluders)
+            if visibility:
+                camera = (width, height, K, T_world_cam, near, far, view_gl, proj_gl)
+                unoccluded, masks, renders = self._visibility(camera, instances, occluders, poses, ids)
+                meta["visibility_renders"] = renders
+        finally:
+            for b in occluders:
+                p.removeBody(b.body, physicsClientId=cid)
         return FrameBuffers(
             rgb=np.ascontiguousarray(rgba[..., :3]),
             depth_m=depth,
-            instance_ids=self._instance_ids(seg),
+            instance_ids=ids,
             K=K.copy(),
             T_world_cam=T_world_cam.copy(),
-            objects=[b.info for b in self._objects if b.info is not None],
+            objects=[inst.info for inst in instances],
             object_poses=poses,
             unoccluded_px=unoccluded,
+            unoccluded_masks=masks,
             meta=meta,
         )
 
@@ -728,47 +931,141 @@ class PyBulletBackend:
             K[1, 2] += TINY_SAMPLE_OFFSET[1]
         return opengl_projection(K, width, height, near, far)
 
-    def _instance_ids(self, seg: np.ndarray) -> np.ndarray:
+    def _instance_ids(self, seg: np.ndarray, lut: np.ndarray | None = None) -> np.ndarray:
         """Map a PyBullet segmentation mask (body + ((link + 1) << 24), -1 for nothing) to uint16 instance ids."""
-        lut = self._lut
+        lut = self._lut if lut is None else lut
         ids = lut[np.minimum(seg & _BODY_MASK, len(lut) - 1)]
         for (body, link), instance_id in self._link_instances.items():
             ids[seg == body + ((link + 1) << 24)] = instance_id
         return ids
 
+    def _add_occluders(self, entries: Any, created: list[_Body]) -> list[_Instance]:
+        """Create the view's flying occluders (appended to ``created`` one by one, so a failure can clean up).
+
+        Returns:
+            Every instance of this render: the build's, then the labeled occluders'.
+        """
+        if not entries:
+            return list(self._instances)
+        if not isinstance(entries, Sequence) or isinstance(entries, str | bytes):
+            raise AssetError(f"occluders: expected a list of occluder entries, got {entries!r}")
+        cid = self._cid
+        instances = list(self._instances)
+        for k, entry in enumerate(entries):
+            where = f"occluders[{k}]"
+            shape, half = occluder_shape(entry, where)
+            rgba = check_rgba(entry.get("color") or DEFAULT_OCCLUDER_COLOR, f"{where}.color")
+            position = [float(v) for v in entry.get("position", (0.0, 0.0, 0.0))]
+            orientation = [float(v) for v in entry.get("orientation", _IDENTITY_QUAT)]
+            body = create_visual_body(cid, primitive_visual(cid, shape, half, 1.0, rgba), position, orientation)
+            record = _Body(body=body, uid=f"occluder/{k}", instance_id=0, links=(-1,), com_to_link=None)
+            record.alpha_hideable, record.link_colors = True, {-1: tuple(rgba)}
+            created.append(record)
+            if entry.get("labeled"):
+                if len(instances) >= _MAX_INSTANCES:
+                    raise AssetError(f"{where}: more than {_MAX_INSTANCES} instances do not fit a uint16 mask")
+                record.instance_id = len(instances) + 1
+                record.info = ObjectInfo(
+                    instance_id=record.instance_id,
+                    uid=record.uid,
+                    category="occluder",
+                    labeled=True,
+                    bbox3d_center=(0.0, 0.0, 0.0),
+                    bbox3d_size=tuple(float(v) for v in 2.0 * half),  # type: ignore[arg-type]
+                )
+                instances.append(_Instance(record.info, record, None, True))
+        return instances
+
     # ------------------------------------------------------------------ visibility
 
-    def _unoccluded_px(
+    def _visibility(
         self,
-        width: int,
-        height: int,
-        K: np.ndarray,
-        T_world_cam: np.ndarray,
-        near: float,
-        far: float,
-        view_gl: list[float],
-        proj_gl: list[float],
+        camera: tuple[Any, ...],
+        instances: list[_Instance],
+        occluders: list[_Body],
         poses: dict[int, np.ndarray],
-    ) -> tuple[dict[int, int], int]:
-        """Pixel counts of every object rendered with all other bodies hidden; returns (counts, renders).
+        ids: np.ndarray,
+    ) -> tuple[dict[int, int], dict[int, np.ndarray], int]:
+        """Each instance rendered with every other body hidden; returns (pixel counts, silhouettes, renders).
 
-        Objects whose projected 3D boxes are disjoint cannot occlude each other, so they share one render.
-        TinyRenderer hides bodies with alpha 0 (a purely visual change). EGL ignores alpha in its
-        segmentation pass, so there bodies are moved behind the camera inside ``saveState``/``restoreState``,
-        which restores every pose and velocity bit-exactly.
+        Instances whose projected 3D boxes are disjoint cannot occlude each other, so they share one render.
+        A link instance is drawn by a proxy body (see :mod:`simgen.backends.pybullet_links`). TinyRenderer
+        hides bodies with alpha 0 (a purely visual change). EGL ignores alpha in its segmentation pass, so
+        there bodies are moved behind the camera inside ``saveState``/``restoreState``, which restores every
+        pose and velocity bit-exactly. Each silhouette also holds the instance's pixels of the frame itself
+        (by definition it does; the union only matters for a proxy, whose pose PyBullet reports in float32),
+        and its count is the count of that mask, so masks and counts always agree.
         """
+        width, height, K, T_world_cam, near, far, _, _ = camera
         cid = self._cid
-        counts = {b.instance_id: 0 for b in self._objects}
+        masks = {inst.instance_id: np.zeros((height, width), dtype=bool) for inst in instances}
         rects: dict[int, tuple[int, int, int, int] | None] = {}
-        for b in self._objects:
-            rect = self._screen_rect(b, poses[b.instance_id], K, T_world_cam, near, far, width, height)
+        for inst in instances:
+            info = inst.info
+            if not inst.box_exact:
+                rects[info.instance_id] = None
+                continue
+            rect = screen_rect(
+                info.bbox3d_center, info.bbox3d_size, poses[info.instance_id], K, T_world_cam, near, far, width, height
+            )
             if rect != ():
-                rects[b.instance_id] = rect  # type: ignore[assignment]
-        groups = _group_disjoint(rects)
-        if not groups:
-            return counts, 0
-        by_id = {b.instance_id: b for b in self._objects}
-        movers = [b for b in self._bodies if self.renderer == "egl" or not b.alpha_hideable]
+                rects[info.instance_id] = rect  # type: ignore[assignment]
+        groups = group_disjoint(rects)
+        by_id = {inst.instance_id: inst for inst in instances}
+        proxies: dict[int, _Body] = {}
+        try:
+            for instance_id in rects:
+                inst = by_id[instance_id]
+                if inst.link is not None:
+                    proxy = self._make_proxy(inst, poses[instance_id])
+                    if proxy is not None:
+                        proxies[instance_id] = proxy
+            if groups:
+                self._render_alone(camera, groups, by_id, [*self._bodies, *occluders], proxies, masks)
+        finally:
+            for proxy in proxies.values():
+                p.removeBody(proxy.body, physicsClientId=cid)
+        for instance_id, mask in masks.items():
+            mask |= ids == instance_id
+        counts = {instance_id: int(mask.sum()) for instance_id, mask in masks.items()}
+        return counts, masks, len(groups)
+
+    def _make_proxy(self, inst: _Instance, T_world_link: np.ndarray) -> _Body | None:
+        """A body drawing one link instance's visual shapes at the link's pose (None if none can be drawn)."""
+        cid = self._cid
+        key = (inst.body.body, -2 if inst.link is None else inst.link)
+        visual = self._proxy_visuals.get(key)
+        if visual is None:
+            visual = self._proxy_visuals[key] = proxy_visual(cid, inst.shapes)
+        if visual < 0:
+            return None
+        from simgen.backends.pybullet_camera import matrix_quaternion
+
+        body = create_visual_body(cid, visual, T_world_link[:3, 3], matrix_quaternion(T_world_link[:3, :3]))
+        return _Body(
+            body=body,
+            uid=f"{inst.info.uid}#proxy",
+            instance_id=0,
+            links=(-1,),
+            com_to_link=None,
+            alpha_hideable=True,
+            link_colors={-1: (1.0, 1.0, 1.0, 1.0)},
+        )
+
+    def _render_alone(
+        self,
+        camera: tuple[Any, ...],
+        groups: list[list[int]],
+        by_id: dict[int, _Instance],
+        bodies: list[_Body],
+        proxies: dict[int, _Body],
+        masks: dict[int, np.ndarray],
+    ) -> None:
+        """Render each group of instances with everything else hidden; fill their masks."""
+        width, height, _, T_world_cam, _, _, view_gl, proj_gl = camera
+        cid = self._cid
+        everything = [*bodies, *proxies.values()]
+        movers = [b for b in everything if self.renderer == "egl" or not b.alpha_hideable]
         saved_state = p.saveState(physicsClientId=cid) if movers else None
         home = {b.body: p.getBasePositionAndOrientation(b.body, physicsClientId=cid) for b in movers}
         eye, forward = T_world_cam[:3, 3], T_world_cam[:3, 2]
@@ -777,12 +1074,18 @@ class PyBulletBackend:
             for k, b in enumerate(movers)
         }
         try:
-            for b in self._bodies:
+            for b in everything:
                 self._set_visible(b, False, home, away)
             for group in groups:
-                members = [by_id[i] for i in group]
-                for b in members:
-                    self._set_visible(b, True, home, away)
+                shown = []
+                for instance_id in group:
+                    inst = by_id[instance_id]
+                    target = inst.body if inst.link is None else proxies.get(instance_id)
+                    if target is not None:
+                        shown.append((instance_id, target))
+                        self._set_visible(target, True, home, away)
+                if not shown:
+                    continue
                 _, _, _, _, seg = p.getCameraImage(
                     width,
                     height,
@@ -793,19 +1096,17 @@ class PyBulletBackend:
                     shadow=0,
                     physicsClientId=cid,
                 )
-                ids = self._instance_ids(np.asarray(seg, dtype=np.int32).reshape(height, width))
-                tally = np.bincount(ids.ravel(), minlength=len(counts) + 1)
-                for b in members:
-                    counts[b.instance_id] = int(tally[b.instance_id])
-                    self._set_visible(b, False, home, away)
+                bodies_seen = np.asarray(seg, dtype=np.int32).reshape(height, width) & _BODY_MASK
+                for instance_id, target in shown:
+                    masks[instance_id] |= bodies_seen == target.body
+                    self._set_visible(target, False, home, away)
         finally:
-            for b in self._bodies:
+            for b in everything:
                 if b.alpha_hideable and self.renderer == "tiny":
                     self._set_visible(b, True, home, away)
             if saved_state is not None:
                 p.restoreState(stateId=saved_state, physicsClientId=cid)
                 p.removeState(saved_state, physicsClientId=cid)
-        return counts, len(groups)
 
     def _set_visible(self, b: _Body, visible: bool, home: dict[int, Any], away: dict[int, Any]) -> None:
         cid = self._cid
@@ -817,40 +1118,35 @@ class PyBulletBackend:
             color = list(rgba) if visible else [rgba[0], rgba[1], rgba[2], 0.0]
             p.changeVisualShape(b.body, link, rgbaColor=color, physicsClientId=cid)
 
-    def _screen_rect(
-        self,
-        b: _Body,
-        T_world_obj: np.ndarray,
-        K: np.ndarray,
-        T_world_cam: np.ndarray,
-        near: float,
-        far: float,
-        width: int,
-        height: int,
-    ) -> tuple[int, int, int, int] | tuple[()] | None:
-        """A pixel rectangle that surely contains the object's pixels; None if unknown; () if it has none."""
-        if b.info is None or not b.box_exact:
-            return None
-        size = np.asarray(b.info.bbox3d_size) + 0.004  # margin for renderers' tessellation of primitives
-        corners = box_corners(b.info.bbox3d_center, size) @ T_world_obj[:3, :3].T + T_world_obj[:3, 3]
-        uv, z = project_points(K, T_world_cam, corners)
-        if np.all(z >= far):
-            return ()
-        if np.any(z <= near):
-            return None
-        x0, y0 = max(math.floor(uv[:, 0].min()) - 1, 0), max(math.floor(uv[:, 1].min()) - 1, 0)
-        x1, y1 = min(math.ceil(uv[:, 0].max()) + 1, width), min(math.ceil(uv[:, 1].max()) + 1, height)
-        if x0 >= x1 or y0 >= y1:
-            return ()
-        return (x0, y0, x1, y1)
+
+def _scale(entry: Mapping[str, Any], where: str) -> float:
+    scale = float(entry.get("scale", 1.0))
+    if not scale > 0:
+        raise AssetError(f"{where}.scale: expected a positive number, got {scale}")
+    return scale
 
 
-_PRIMITIVE_FIELDS = {
-    "box": "'size': [x, y, z]",
-    "sphere": "'radius'",
-    "cylinder": "'radius' and 'length'",
-    "capsule": "'radius' and 'length'",
-}
+def _light_kwargs(light: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``getCameraImage`` keyword arguments for a view's light (see :mod:`simgen.backends.base`)."""
+    kwargs: dict[str, Any] = {}
+    if not light:
+        return kwargs
+    distance = float(light.get("distance", 10.0))
+    direction = np.asarray(light.get("direction", (0.0, 0.0, 1.0)), dtype=np.float64)
+    # PyBullet's lightDirection is the light's position: the light shines from there towards the origin.
+    kwargs["lightDirection"] = [float(v) for v in direction * distance]
+    kwargs["lightDistance"] = distance
+    for key, arg in (
+        ("ambient", "lightAmbientCoeff"),
+        ("diffuse", "lightDiffuseCoeff"),
+        ("specular", "lightSpecularCoeff"),
+    ):
+        if light.get(key) is not None:
+            kwargs[arg] = float(light[key])
+    if light.get("color") is not None:
+        kwargs["lightColor"] = [float(c) for c in light["color"]]
+    kwargs["shadow"] = int(bool(light.get("shadows", True)))
+    return kwargs
 
 
 @functools.lru_cache(maxsize=256)
@@ -866,23 +1162,3 @@ def _reach(center: Sequence[float], size: Sequence[float], com: Sequence[float])
     """Distance from the centre of mass ``com`` (link frame) to the farthest corner of a box."""
     corners = box_corners(center, size) - np.asarray(com, dtype=np.float64)
     return float(np.sqrt((corners**2).sum(axis=1)).max())
-
-
-def _group_disjoint(rects: dict[int, tuple[int, int, int, int] | None]) -> list[list[int]]:
-    """Greedily group ids whose rectangles are pairwise disjoint; a None rectangle gets a group of its own."""
-    groups: list[list[int]] = []
-    boxes: list[list[tuple[int, int, int, int]]] = []
-    for instance_id, rect in rects.items():
-        if rect is None:
-            groups.append([instance_id])
-            boxes.append([(-(1 << 30), -(1 << 30), 1 << 30, 1 << 30)])
-            continue
-        for members, taken in zip(groups, boxes, strict=True):
-            if all(rect[2] <= t[0] or t[2] <= rect[0] or rect[3] <= t[1] or t[3] <= rect[1] for t in taken):
-                members.append(instance_id)
-                taken.append(rect)
-                break
-        else:
-            groups.append([instance_id])
-            boxes.append([rect])
-    return groups

@@ -128,7 +128,9 @@ def digit_scenes(photo: np.ndarray, digit_images: np.ndarray, labels: np.ndarray
 
 
 @pytest.fixture
-def make_dataset(tmp_path: Path, photos: list[np.ndarray], digits: tuple[np.ndarray, np.ndarray]) -> Callable[..., Path]:
+def make_dataset(
+    tmp_path: Path, photos: list[np.ndarray], digits: tuple[np.ndarray, np.ndarray]
+) -> Callable[..., Path]:
     """``make_dataset(name, photo=0, n_frames=6, offset=0, transform=None, **kw)`` -> dataset folder."""
 
     def make(name: str, *, photo: int = 0, n_frames: int = 6, offset: int = 0,

@@ -150,6 +150,10 @@ def test_feature_metrics_separate_near_and_far_feature_sets():
         assert m_far[name]["ci"][0] > m_near[name]["ci"][1]
     for name in ("precision", "recall", "coverage"):
         assert m_near[name]["value"] > m_far[name]["value"]
+    capped, warnings = feature_metrics(real, far, n_boot=5, max_pairwise_per_side=30)
+    assert any("subsample of 30" in w for w in warnings)
+    assert capped["fid"] == feature_metrics(real, far, n_boot=5)[0]["fid"]  # FID always uses every sample
+    assert capped == feature_metrics(real, far, n_boot=5, max_pairwise_per_side=30)[0]  # seeded
 
 
 def test_cli_validate_and_strict_exit_codes(two_datasets, tmp_path):
