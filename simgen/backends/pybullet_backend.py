@@ -906,8 +906,9 @@ class PyBulletBackend:
                 meta["occluders"] = len(occluders)
             if visibility:
                 camera = (width, height, K, T_world_cam, near, far, view_gl, proj_gl)
-                unoccluded, masks, renders = self._visibility(camera, instances, occluders, poses, ids)
+                unoccluded, masks, renders, added = self._visibility(camera, instances, occluders, poses, ids)
                 meta["visibility_renders"] = renders
+                meta["visibility_union_px"] = added  # visible pixels the alone-renders missed (see _visibility)
         finally:
             for b in occluders:
                 p.removeBody(b.body, physicsClientId=cid)
@@ -985,8 +986,8 @@ class PyBulletBackend:
         occluders: list[_Body],
         poses: dict[int, np.ndarray],
         ids: np.ndarray,
-    ) -> tuple[dict[int, int], dict[int, np.ndarray], int]:
-        """Each instance rendered with every other body hidden; returns (pixel counts, silhouettes, renders).
+    ) -> tuple[dict[int, int], dict[int, np.ndarray], int, int]:
+        """Each instance rendered with every other body hidden.
 
         Instances whose projected 3D boxes are disjoint cannot occlude each other, so they share one render.
         A link instance is drawn by a proxy body (see :mod:`simgen.backends.pybullet_links`). TinyRenderer
@@ -995,6 +996,10 @@ class PyBulletBackend:
         pose and velocity bit-exactly. Each silhouette also holds the instance's pixels of the frame itself
         (by definition it does; the union only matters for a proxy, whose pose PyBullet reports in float32),
         and its count is the count of that mask, so masks and counts always agree.
+
+        Returns:
+            ``(pixel counts, silhouettes, renders, union pixels)``: the last counts visible pixels the renders
+            alone missed (0 but for rounding of proxy poses).
         """
         width, height, K, T_world_cam, near, far, _, _ = camera
         cid = self._cid
@@ -1025,10 +1030,13 @@ class PyBulletBackend:
         finally:
             for proxy in proxies.values():
                 p.removeBody(proxy.body, physicsClientId=cid)
+        added = 0
         for instance_id, mask in masks.items():
-            mask |= ids == instance_id
+            visible = ids == instance_id
+            added += int(np.count_nonzero(visible & ~mask))
+            mask |= visible
         counts = {instance_id: int(mask.sum()) for instance_id, mask in masks.items()}
-        return counts, masks, len(groups)
+        return counts, masks, len(groups), added
 
     def _make_proxy(self, inst: _Instance, T_world_link: np.ndarray) -> _Body | None:
         """A body drawing one link instance's visual shapes at the link's pose (None if none can be drawn)."""
