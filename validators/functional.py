@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +28,13 @@ __all__ = [
     "frechet_distance",
     "gaussian_stats",
     "kid",
+    "kid_bootstrap",
     "kid_from_kernel",
     "median_bandwidth",
+    "mmd2_indexed",
     "mmd2_unbiased",
     "mmd_rbf",
+    "mmd_rbf_bootstrap",
     "mmd_rbf_from_distances",
     "pairwise_distances",
     "polynomial_kernel",
@@ -165,6 +169,25 @@ def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
     return _mmd2_unbiased(kxx, kyy, kxy)
 
 
+def mmd2_indexed(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray) -> float:
+    """Unbiased MMD² when rows may repeat, as in a bootstrap resample.
+
+    ``idx_x`` and ``idx_y`` name the original sample behind each row. Pairs of copies of one sample
+    are left out of the within-set means, exactly like the diagonal of the plain estimator, so
+    duplicates do not inflate the within-set similarity (without this, a bootstrap of MMD or KID is
+    biased upward). With distinct rows it equals :func:`mmd2_unbiased`.
+    """
+    idx_x, idx_y = np.asarray(idx_x), np.asarray(idx_y)
+    within = []
+    for k, idx in ((kxx, idx_x), (kyy, idx_y)):
+        other = idx[:, None] != idx[None, :]
+        n_pairs = int(other.sum())
+        if n_pairs == 0:
+            raise ValueError("the unbiased MMD needs at least 2 distinct samples per set")
+        within.append(float(np.where(other, k, 0.0).sum()) / n_pairs)
+    return within[0] + within[1] - 2.0 * float(kxy.mean())
+
+
 def _check_rng(rng: object) -> None:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -173,6 +196,8 @@ def _check_rng(rng: object) -> None:
 def kid_from_kernel(kernel: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray, *, rng: np.random.Generator,
                     subsets: int = 100, subset_size: int = 1000) -> tuple[float, float]:  # fmt: skip
     """KID from a precomputed kernel matrix over pooled samples.
+
+    Repeated rows (a bootstrap resample) are handled as in :func:`mmd2_indexed`.
 
     Args:
         kernel: Kernel values between all pooled samples, shape (N, N).
@@ -198,7 +223,13 @@ def kid_from_kernel(kernel: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray, *,
     for s in range(subsets):
         xs = idx_x[rng.choice(len(idx_x), m, replace=False)]
         ys = idx_y[rng.choice(len(idx_y), m, replace=False)]
-        values[s] = _mmd2_unbiased(kernel[np.ix_(xs, xs)], kernel[np.ix_(ys, ys)], kernel[np.ix_(xs, ys)])
+        try:
+            values[s] = mmd2_indexed(kernel[np.ix_(xs, xs)], kernel[np.ix_(ys, ys)], kernel[np.ix_(xs, ys)], xs, ys)
+        except ValueError:  # only copies of one sample on a side (possible in a tiny bootstrap resample)
+            values[s] = np.nan
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("every KID subset held copies of a single sample on one side")
     return float(values.mean()), float(values.std())
 
 
@@ -379,7 +410,8 @@ def prdc_bootstrap(d_rr: np.ndarray, d_ff: np.ndarray, d_rf: np.ndarray, *, k: i
     for name, v in terms.items():
         boots = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
         low, high = np.quantile(boots, [alpha, 1.0 - alpha])
-        out[name] = BootstrapResult(float(v.mean()), float(low), float(high), level, n_boot)
+        out[name] = BootstrapResult(float(v.mean()), float(low), float(high), level, n_boot,
+                                    "percentile, k-NN balls fixed")  # fmt: skip
     return out
 
 
@@ -392,14 +424,17 @@ class BootstrapResult:
     high: float
     level: float
     n_boot: int
+    method: str = "percentile"
 
-    def as_dict(self) -> dict[str, float | int | list[float]]:
-        """The JSON form: ``{"value", "ci": [low, high], "level", "n_boot"}``."""
-        return {"value": self.value, "ci": [self.low, self.high], "level": self.level, "n_boot": self.n_boot}
+    def as_dict(self) -> dict[str, float | int | str | list[float]]:
+        """The JSON form: ``{"value", "ci": [low, high], "level", "n_boot", "ci_method"}``."""
+        return {"value": self.value, "ci": [self.low, self.high], "level": self.level, "n_boot": self.n_boot,
+                "ci_method": self.method}  # fmt: skip
 
 
 def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray, *,
-                 rng: np.random.Generator, n_boot: int = 100, level: float = 0.95) -> Any:  # fmt: skip
+                 rng: np.random.Generator, n_boot: int = 100, level: float = 0.95,
+                 recentre: bool = False) -> Any:  # fmt: skip
     """Percentile bootstrap confidence interval of a two-sample statistic.
 
     Both sets are resampled with replacement, independently, ``n_boot`` times. The interval says
@@ -414,6 +449,10 @@ def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarr
         rng: The generator the resamples are drawn from.
         n_boot: Number of resamples.
         level: Confidence level in (0, 1).
+        recentre: Shift the bootstrap distribution so that its median is the full-set value (the
+            spread is kept). For statistics that a resample with duplicates biases, like FID:
+            duplicates act as a smaller sample, and FID grows as samples shrink, so the plain
+            percentile interval can lie entirely above the estimate.
 
     Returns:
         A :class:`BootstrapResult`, or ``{name: BootstrapResult}`` for a dict statistic.
@@ -429,12 +468,90 @@ def bootstrap_ci(statistic: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarr
     values: dict[str, float] = {"value": float(full)} if single else {k: float(v) for k, v in full.items()}
     stats = {k: np.empty(n_boot) for k in values}
     for b in range(n_boot):
-        out = statistic(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+        xb, yb = x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))]
+        try:
+            out = statistic(xb, yb)
+        except ValueError:  # a degenerate resample (e.g. one distinct sample): it gets no vote
+            out = np.nan if single else dict.fromkeys(values, np.nan)
         for k in values:
             stats[k][b] = float(out) if single else float(out[k])
     alpha = (1.0 - level) / 2.0
     results = {}
     for k, v in values.items():
-        low, high = np.quantile(stats[k], [alpha, 1.0 - alpha])
-        results[k] = BootstrapResult(v, float(low), float(high), level, n_boot)
+        finite = stats[k][np.isfinite(stats[k])]
+        if finite.size == 0:
+            results[k] = BootstrapResult(v, math.nan, math.nan, level, n_boot, "none: every resample degenerate")
+            continue
+        boots = finite - (np.median(finite) - v) if recentre else finite
+        low, high = np.quantile(boots, [alpha, 1.0 - alpha])
+        results[k] = BootstrapResult(v, float(low), float(high), level, n_boot,
+                                     "recentred percentile" if recentre else "percentile")  # fmt: skip
     return results["value"] if single else results
+
+
+def kid_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, n_boot: int = 100, level: float = 0.95,
+                  subsets: int = 100, subset_size: int = 1000,
+                  boot_subsets: int = 20) -> tuple[BootstrapResult, float]:  # fmt: skip
+    """KID with a percentile bootstrap interval, from one pooled kernel matrix.
+
+    The value is the mean over ``subsets`` subsets; each resample uses ``boot_subsets`` subsets
+    (fewer, for speed) drawn with the same seed. Repeated rows are handled by :func:`mmd2_indexed`,
+    so the interval is not biased upward by duplicates.
+
+    Args:
+        x: First set (n1, d).
+        y: Second set (n2, d).
+        rng: Generator of the subset seed and the resamples.
+        n_boot: Number of resamples.
+        level: Confidence level.
+        subsets: Subsets for the reported value.
+        subset_size: Rows per subset.
+        boot_subsets: Subsets per resample.
+
+    Returns:
+        ``(result, std of the subset estimates)``.
+    """
+    _check_rng(rng)
+    x, y = _as_features(x, "x"), _as_features(y, "y")
+    _same_width(x, y)
+    n1 = len(x)
+    z = np.concatenate([x, y])
+    kernel = polynomial_kernel(z, z)
+    idx_x, idx_y = np.arange(n1), np.arange(n1, len(z))
+    kid_seed = int(rng.integers(2**63))
+    mean, std = kid_from_kernel(kernel, idx_x, idx_y, rng=np.random.default_rng(kid_seed), subsets=subsets,
+                                subset_size=subset_size)  # fmt: skip
+
+    def stat(i: np.ndarray, j: np.ndarray) -> float:
+        return kid_from_kernel(kernel, i, j, rng=np.random.default_rng(kid_seed), subsets=boot_subsets,
+                               subset_size=subset_size)[0]  # fmt: skip
+
+    boot = bootstrap_ci(stat, idx_x, idx_y, rng=rng, n_boot=n_boot, level=level)
+    return BootstrapResult(mean, boot.low, boot.high, level, n_boot, boot.method), std
+
+
+def mmd_rbf_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, n_boot: int = 100,
+                      level: float = 0.95,
+                      bandwidth: float | None = None) -> tuple[BootstrapResult, float]:  # fmt: skip
+    """RBF MMD² with a percentile bootstrap interval (the bandwidth fixed from the full sets).
+
+    Returns:
+        ``(result, bandwidth)``.
+    """
+    _check_rng(rng)
+    x, y = _as_features(x, "x"), _as_features(y, "y")
+    _same_width(x, y)
+    n1 = len(x)
+    z = np.concatenate([x, y])
+    dist = pairwise_distances(z, z)
+    if bandwidth is None:
+        bandwidth = median_bandwidth(dist[:n1, :n1], dist[n1:, n1:], dist[:n1, n1:])
+    if not bandwidth > 0.0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    scale = 2.0 * bandwidth * bandwidth
+
+    def stat(i: np.ndarray, j: np.ndarray) -> float:
+        k = lambda a, b: np.exp(-(dist[np.ix_(a, b)] ** 2) / scale)  # noqa: E731
+        return mmd2_indexed(k(i, i), k(j, j), k(i, j), i, j)
+
+    return bootstrap_ci(stat, np.arange(n1), np.arange(n1, len(z)), rng=rng, n_boot=n_boot, level=level), bandwidth

@@ -202,7 +202,8 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
     warnings: list[str] = []
     if min(n_r, n_f) < 2:
         return out, [f"too few images for any metric ({n_f} synthetic, {n_r} real)"]
-    out["fid"] = _entry(Fn.bootstrap_ci(Fn.fid, real, fake, rng=rngs["fid"], n_boot=n_boot, level=level), "fid")
+    fid = Fn.bootstrap_ci(Fn.fid, real, fake, rng=rngs["fid"], n_boot=n_boot, level=level, recentre=True)
+    out["fid"] = _entry(fid, "fid")
     # The kernel metrics hold (n_real + n_fake)² matrices: above the cap they run on a seeded subsample.
     if n_r > max_pairwise_per_side or n_f > max_pairwise_per_side:
         sub = np.random.default_rng(seeds[0].spawn(1)[0])
@@ -212,53 +213,22 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
             fake = fake[np.sort(sub.choice(n_f, max_pairwise_per_side, replace=False))]
         warnings.append(f"KID, MMD and PRDC use a seeded subsample of {max_pairwise_per_side} images per side "
                         f"({n_f} synthetic, {n_r} real); FID uses all")  # fmt: skip
-    pooled = np.concatenate([real, fake])
-    out["kid"] = _kid_entry(pooled, len(real), rngs["kid"], n_boot, level, kid_subsets, kid_subset_size,
-                            kid_boot_subsets)  # fmt: skip
-    out.update(_distance_entries(pooled, len(real), rngs, n_boot, level, prdc_k, warnings))
-    return out, warnings
-
-
-def _kid_entry(pooled: np.ndarray, n_r: int, rng: np.random.Generator, n_boot: int, level: float, subsets: int,
-               subset_size: int, boot_subsets: int) -> dict[str, Any]:  # fmt: skip
-    """KID and its interval from the pooled polynomial kernel (freed on return)."""
-    idx_r, idx_f = np.arange(n_r), np.arange(n_r, len(pooled))
-    kernel = Fn.polynomial_kernel(pooled, pooled)
-    kid_seed = int(rng.integers(2**63))
-    mean, std = Fn.kid_from_kernel(kernel, idx_r, idx_f, rng=np.random.default_rng(kid_seed), subsets=subsets,
-                                   subset_size=subset_size)  # fmt: skip
-
-    def stat(i: np.ndarray, j: np.ndarray) -> float:
-        return Fn.kid_from_kernel(kernel, i, j, rng=np.random.default_rng(kid_seed), subsets=boot_subsets,
-                                  subset_size=subset_size)[0]  # fmt: skip
-
-    boot = Fn.bootstrap_ci(stat, idx_r, idx_f, rng=rng, n_boot=n_boot, level=level)
-    size = min(subset_size, n_r, len(pooled) - n_r)
-    return {**_entry(Fn.BootstrapResult(mean, boot.low, boot.high, level, n_boot), "kid"),
-            "subset_std": std, "subsets": subsets, "subset_size": size, "bootstrap_subsets": boot_subsets}  # fmt: skip
-
-
-def _distance_entries(pooled: np.ndarray, n_r: int, rngs: dict[str, np.random.Generator], n_boot: int, level: float,
-                      prdc_k: int, warnings: list[str]) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """MMD (RBF) and PRDC with intervals, from the pooled distance matrix (freed on return)."""
-    idx_r, idx_f = np.arange(n_r), np.arange(n_r, len(pooled))
-    dist = Fn.pairwise_distances(pooled, pooled)
-    d_rr, d_ff, d_rf = dist[:n_r, :n_r], dist[n_r:, n_r:], dist[:n_r, n_r:]
-    bandwidth = Fn.median_bandwidth(d_rr, d_ff, d_rf)
-
-    def mmd_stat(i: np.ndarray, j: np.ndarray) -> float:
-        return Fn.mmd_rbf_from_distances(dist[np.ix_(i, i)], dist[np.ix_(j, j)], dist[np.ix_(i, j)],
-                                         bandwidth=bandwidth)  # fmt: skip
-
-    boot = Fn.bootstrap_ci(mmd_stat, idx_r, idx_f, rng=rngs["mmd"], n_boot=n_boot, level=level)
-    out = {"mmd": {**_entry(boot, "mmd"), "bandwidth": bandwidth}}
-    if min(n_r, len(pooled) - n_r) > prdc_k:
-        prdc = Fn.prdc_bootstrap(d_rr, d_ff, d_rf, k=prdc_k, rng=rngs["prdc"], n_boot=n_boot, level=level)
+    kid, kid_std = Fn.kid_bootstrap(real, fake, rng=rngs["kid"], n_boot=n_boot, level=level, subsets=kid_subsets,
+                                    subset_size=kid_subset_size, boot_subsets=kid_boot_subsets)  # fmt: skip
+    size = min(kid_subset_size, len(real), len(fake))
+    out["kid"] = {**_entry(kid, "kid"), "subset_std": kid_std, "subsets": kid_subsets, "subset_size": size,
+                  "bootstrap_subsets": kid_boot_subsets}  # fmt: skip
+    mmd, bandwidth = Fn.mmd_rbf_bootstrap(real, fake, rng=rngs["mmd"], n_boot=n_boot, level=level)
+    out["mmd"] = {**_entry(mmd, "mmd"), "bandwidth": bandwidth}
+    if min(len(real), len(fake)) > prdc_k:
+        d = Fn.pairwise_distances
+        prdc = Fn.prdc_bootstrap(d(real, real), d(fake, fake), d(real, fake), k=prdc_k, rng=rngs["prdc"],
+                                 n_boot=n_boot, level=level)  # fmt: skip
         for name, res in prdc.items():
             out[name] = {**_entry(res, name), "k": prdc_k}
     else:
         warnings.append(f"PRDC skipped: it needs more than k={prdc_k} images per side")
-    return out
+    return out, warnings
 
 
 def _projection(real: np.ndarray, fake: np.ndarray, seed: int, max_points: int = 2000) -> dict[str, Any]:

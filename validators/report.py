@@ -211,7 +211,8 @@ def _metric_rows(metrics: dict[str, dict[str, Any]]) -> str:
             continue
         lo, hi = m["ci"]
         arrow = "higher is better" if m["higher_is_better"] else "lower is better"
-        extra = f" (subset std {_fmt(m['subset_std'])})" if "subset_std" in m else ""
+        std = m.get("subset_std")
+        extra = f" (subset std {_fmt(std)})" if std is not None and std > 1e-12 else ""
         title = name.upper() if len(name) <= 3 else name
         rows.append(
             f"<tr><td><b>{title}</b></td><td class=num>{_fmt(m['value'])}{extra}</td>"
@@ -342,9 +343,11 @@ def render_html(report: ValidationReport) -> str:
         "<h2>Distribution metrics</h2>",
         f"<table><tr><th>metric</th><th>value</th><th>{level} CI</th><th></th><th>meaning</th></tr>",
         f"{_metric_rows(report.metrics)}</table>",
-        "<p class=muted>All metrics compare feature vectors; intervals are percentile bootstrap intervals over the "
-        "images (FID, KID and MMD resample both sets; PRDC resamples the evaluated samples with the k-NN balls held "
-        "fixed). FID and KID grow as sample sizes shrink: compare runs of equal size.</p>",
+        "<p class=muted>All metrics compare feature vectors. Intervals are percentile bootstrap intervals: both "
+        "sets are resampled with replacement. KID and MMD leave out pairs of copies of one image, like their "
+        "diagonal; FID's bootstrap distribution is recentred on the estimate, because copies act as a smaller "
+        "sample and inflate FID; PRDC keeps the k-NN balls of the full sets and resamples the samples it averages. "
+        "FID and KID grow as sample sizes shrink: compare runs of equal size.</p>",
         "<h2>Utility: train on synthetic, test on real</h2>",
         _utility_section(report.utility),
         "<h2>Samples</h2>",

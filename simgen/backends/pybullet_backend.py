@@ -58,158 +58,58 @@ the physics state is untouched.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import importlib.util
 import logging
 import math
 import os
-import sys
-import tempfile
-import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import numpy as np
 import pybullet as p
 import pybullet_data
 
-from simgen.backends.pybullet_appearance import TextureCache, apply_appearance, check_rgba
-from simgen.backends.pybullet_bodies import (
-    PRIMITIVES,
-    apply_dynamics,
-    create_visual_body,
-    load_sdf,
-    occluder_shape,
-    primitive_collision,
-    primitive_half,
-    primitive_visual,
+from simgen.backends.pybullet_appearance import TextureCache, check_rgba
+from simgen.backends.pybullet_bodies import PRIMITIVES, create_visual_body, occluder_shape, primitive_visual
+from simgen.backends.pybullet_build import DEFAULT_OBJ_MASS, SceneBuilderMixin, _reach
+from simgen.backends.pybullet_camera import depth_to_metres, gl_list, opengl_projection, opengl_view
+from simgen.backends.pybullet_egl import (
+    EGL_BUSY,
+    EGL_CLIENTS,
+    EGL_LOCK,
+    EGL_WARMUP_FRAMES,
+    disconnect,
+    mesa_cache_dir,
+    quiet_stdout,
 )
-from simgen.backends.pybullet_camera import (
-    box_corners,
-    compose_poses,
-    depth_to_metres,
-    gl_list,
-    invert_pose,
-    invert_pose_quat,
-    opengl_projection,
-    opengl_view,
-    pose_matrix,
-)
-from simgen.backends.pybullet_geometry import mesh_vertices, primitive_half_extents, visual_points
-from simgen.backends.pybullet_links import (
-    VisualShape,
-    link_box,
-    link_names,
-    link_world_pose,
-    movable_joints,
-    proxy_visual,
-    set_joints,
-    snap_joints,
-    visual_shapes,
-)
-from simgen.backends.pybullet_visibility import group_disjoint, screen_rect
+from simgen.backends.pybullet_links import snap_joints
+from simgen.backends.pybullet_records import IDENTITY_QUAT as _IDENTITY_QUAT
+from simgen.backends.pybullet_records import Body as _Body
+from simgen.backends.pybullet_records import Instance as _Instance
+from simgen.backends.pybullet_visibility import VisibilityMixin
 from simgen.errors import AssetError, BackendUnavailable, did_you_mean
 from simgen.frame import FrameBuffers, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
 RENDERERS = ("auto", "egl", "tiny")
-__all__ = ["PRIMITIVES", "RENDERERS", "PyBulletBackend"]
+__all__ = ["DEFAULT_OBJ_MASS", "PRIMITIVES", "RENDERERS", "PyBulletBackend"]
 #: The EGL plugin's fixed window size; larger images are upsampled by pixel repetition.
 EGL_MAX_RESOLUTION = (1024, 768)
 #: Where TinyRenderer samples a pixel relative to its centre, in pixels (x right, y down).
 TINY_SAMPLE_OFFSET = (-0.5, 0.5)
 DEFAULT_PHYSICS = {"max_steps": 1000, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 1.0 / 240.0}
-DEFAULT_OBJ_MASS = 0.1
 #: Colour of a flying occluder whose entry has none.
 DEFAULT_OCCLUDER_COLOR = (0.5, 0.5, 0.5, 1.0)
 #: Steps between two rest checks in :meth:`PyBulletBackend.settle`.
 SETTLE_CHECK_EVERY = 10
 _BODY_MASK = (1 << 24) - 1  # ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX: value = body + ((link + 1) << 24)
 _MAX_INSTANCES = int(np.iinfo(np.uint16).max)
-_EGL_WARMUP_FRAMES = 2
-_MAX_PATH_SPELLING = 900  # PyBullet copies file names into 1024-byte buffers
-_IDENTITY_QUAT = (0.0, 0.0, 0.0, 1.0)
-# Physics clients of this process that run the EGL plugin (see "one EGL backend per process" above).
-_EGL_CLIENTS: set[int] = set()
-_EGL_LOCK = threading.Lock()
-_EGL_BUSY = "another EGL backend is alive in this process (the plugin supports one at a time)"
 
 
-@dataclass
-class _Body:
-    """One PyBullet body of the built scene (or of one render) and what the backend needs to know about it."""
-
-    body: int
-    uid: str
-    instance_id: int  # 0 unless the whole body is one instance (objects, labeled fixtures and occluders)
-    links: tuple[int, ...]
-    com_to_link: tuple[Sequence[float], Sequence[float]] | None  # None when the link frame is the inertial frame
-    alpha_hideable: bool = False  # TinyRenderer: its colours can be set to alpha 0 and restored exactly
-    link_colors: dict[int, tuple[float, ...]] = field(default_factory=dict)
-    info: ObjectInfo | None = None
-    box_exact: bool = True  # the 3D box bounds the rendered geometry (visual meshes/primitives, not getAABB)
-    reach: float = 0.0  # distance from the centre of mass to the farthest corner of the 3D box, metres
-
-
-@dataclass
-class _Instance:
-    """One instance: a whole body, or one link of a fixture labeled per link."""
-
-    info: ObjectInfo
-    body: _Body
-    link: int | None = None  # None: the whole body; else the link drawn as this instance (-1: the base link)
-    box_exact: bool = True
-    shapes: tuple[VisualShape, ...] = ()  # a link instance's visual shapes (its proxy draws them)
-
-    @property
-    def instance_id(self) -> int:
-        """Its value in the instance mask."""
-        return self.info.instance_id
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Point file descriptor 1 at /dev/null inside the block (C-level prints included)."""
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no fd 1 at all: nothing to protect
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # flush C stdio buffers into /dev/null before restoring fd 1
-            ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _disconnect(cid: int, quiet: bool) -> None:
-    """Disconnect a physics client; the EGL plugin prints on the way out, so silence fd 1 for it."""
-    with _quiet_stdout() if quiet else contextlib.nullcontext(), contextlib.suppress(p.error):
-        p.disconnect(physicsClientId=cid)
-    if quiet:
-        with _EGL_LOCK:
-            _EGL_CLIENTS.discard(cid)
-
-
-def _mesa_cache_dir() -> str:
-    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
-    return str(Path(tempfile.gettempdir()) / f"simgen-mesa-shader-cache-{uid}")
-
-
-class PyBulletBackend:
+class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
     """A PyBullet simulator that builds scene states, settles them and renders views (see the module docstring).
 
     Args:
@@ -264,12 +164,14 @@ class PyBulletBackend:
                 self.close()
                 raise BackendUnavailable(f"the PyBullet EGL renderer is unavailable: {error}; use renderer='tiny'")
             else:
-                level = logging.WARNING if error is _EGL_BUSY else logging.INFO
+                level = logging.WARNING if error is EGL_BUSY else logging.INFO
                 logger.log(level, "PyBullet EGL renderer unavailable (%s); using TinyRenderer", error)
         self._textures.clear(self._cid)  # a failed EGL load starts a new client
+        #: EGL draws textures only when baked into mesh materials (see :mod:`simgen.backends.pybullet_bake`).
+        self._bake = self.renderer == "egl"
         self._pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
         # Disconnect (quietly) when garbage-collected or at interpreter exit, if close() was never called.
-        self._finalizer = weakref.finalize(self, _disconnect, self._cid, self.renderer == "egl")
+        self._finalizer = weakref.finalize(self, disconnect, self._cid, self.renderer == "egl")
         logger.debug("PyBullet client %d started with the %s renderer", self._cid, self.renderer)
 
     # ------------------------------------------------------------------ lifecycle
@@ -286,24 +188,24 @@ class PyBulletBackend:
 
     def _load_egl(self) -> str | None:
         """Load the EGL plugin into this (still empty) client; return why it failed, or None on success."""
-        with _EGL_LOCK:
-            if _EGL_CLIENTS:
-                return _EGL_BUSY
+        with EGL_LOCK:
+            if EGL_CLIENTS:
+                return EGL_BUSY
             error = self._load_egl_plugin()
             if error is None:
-                _EGL_CLIENTS.add(self._cid)
+                EGL_CLIENTS.add(self._cid)
             return error
 
     def _load_egl_plugin(self) -> str | None:
         spec = importlib.util.find_spec("eglRenderer")
         if spec is None or not spec.origin:
             return "pybullet's eglRenderer module is missing"
-        os.environ.setdefault("MESA_SHADER_CACHE_DIR", _mesa_cache_dir())
+        os.environ.setdefault("MESA_SHADER_CACHE_DIR", mesa_cache_dir())
         try:
-            with _quiet_stdout():
+            with quiet_stdout():
                 plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=self._cid)
                 if plugin >= 0:
-                    for _ in range(_EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
+                    for _ in range(EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
                         p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=self._cid)
         except p.error as exc:
             plugin, reason = -1, str(exc)
@@ -329,9 +231,9 @@ class PyBulletBackend:
         cid, self._cid = self._cid, -1
         self._reset_records()
         if self._finalizer is not None:
-            self._finalizer()  # runs _disconnect once; later calls do nothing
+            self._finalizer()  # runs disconnect once; later calls do nothing
         elif cid >= 0:
-            _disconnect(cid, self.renderer == "egl")
+            disconnect(cid, self.renderer == "egl")
 
     def __enter__(self) -> PyBulletBackend:
         return self
@@ -384,7 +286,7 @@ class PyBulletBackend:
         ground = scene.get("ground") or {"kind": "plane"}
         kind = ground.get("kind", "plane")
         if kind == "plane":
-            path = str(Path(pybullet_data.getDataPath()) / "plane.urdf")
+            path = self._textured_file(str(Path(pybullet_data.getDataPath()) / "plane.urdf"), ground, "ground")
             body = self._load_urdf(path, (0.0, 0.0, 0.0), _IDENTITY_QUAT, 1.0, fixed=True, where="ground")
             self._bodies.append(self._finish_body(body, "ground", 0, ground, "ground"))
         elif kind != "none":
@@ -446,349 +348,6 @@ class PyBulletBackend:
         logger.debug(
             "built %d bodies (%d objects, %d instances)", len(self._bodies), len(self._objects), len(self._instances)
         )
-
-    def _spelling(self, path: str, scale: float, *, shared: bool = True) -> str:
-        """The file name to load ``path`` at ``scale`` through.
-
-        With EGL, each ``(path, scale)`` pair gets one spelling, or each call its own when ``shared`` is False
-        (so PyBullet reports the body's visual data, and a texture set on it stays its own). Other renderers
-        load ``path`` as is.
-        """
-        if self.renderer != "egl":
-            return path
-        key = (path, float(scale), 0 if shared else len(self._spellings) + 1)
-        k = self._spellings.setdefault(key, len(self._spellings))
-        head, tail = os.path.split(path)
-        spelled = os.path.join(head, "./" * k + tail)
-        if len(spelled) > _MAX_PATH_SPELLING:
-            logger.warning("too many distinct (asset, scale) pairs for EGL's mesh cache; %s may render wrongly", path)
-            return path
-        return spelled
-
-    def _load_urdf(
-        self,
-        path: str,
-        position: Sequence[float],
-        orientation: Sequence[float],
-        scale: float,
-        *,
-        fixed: bool,
-        where: str,
-        shared: bool = True,
-    ) -> int:
-        try:
-            return p.loadURDF(
-                self._spelling(path, scale, shared=shared),
-                basePosition=[float(v) for v in position],
-                baseOrientation=[float(v) for v in orientation],
-                useFixedBase=fixed,
-                globalScaling=float(scale),
-                physicsClientId=self._cid,
-            )
-        except p.error as exc:
-            raise AssetError(f"{where}: PyBullet cannot load '{path}': {exc}") from exc
-
-    def _create_fixture(self, entry: dict[str, Any], where: str) -> list[int]:
-        """Create one fixture's bodies: one, or every model of an SDF file."""
-        path = entry.get("path")
-        if path and Path(path).suffix.lower() == ".sdf":
-            scale = _scale(entry, where)
-            return load_sdf(
-                self._cid,
-                self._spelling(path, scale, shared=False),
-                entry.get("position", (0.0, 0.0, 0.0)),
-                entry.get("orientation", _IDENTITY_QUAT),
-                scale,
-                where,
-            )
-        # Links labeled one by one need each link's visual data, which EGL reports only for a body with its own
-        # spelling (see _create).
-        own = bool(entry.get("labeled") and entry.get("link_labels"))
-        return [self._create(entry, fixed=True, where=where, own_spelling=own)[0]]
-
-    def _create(
-        self, entry: dict[str, Any], *, fixed: bool, where: str, own_spelling: bool = False
-    ) -> tuple[int, tuple[str, float] | None]:
-        """Create one fixture or object; return its body id and the key of its 3D box in the cache (None: no cache).
-
-        Only single-link assets share a cached box (and, with EGL, cached geometry): their box is computed from
-        the visual frames alone, so it is the same bits for every instance. A multi-link box goes through the
-        links' world poses, whose rounding depends on the instance's pose, so each instance computes its own
-        and (with EGL) gets its own file spelling, without which PyBullet reports no visual data for it.
-        A textured body also gets its own spelling: EGL textures the shared geometry, not the body.
-        """
-        position = entry.get("position", (0.0, 0.0, 0.0))
-        orientation = entry.get("orientation", _IDENTITY_QUAT)
-        scale = _scale(entry, where)
-        own_spelling = own_spelling or entry.get("texture") is not None
-        path, shape = entry.get("path"), entry.get("shape")
-        if path:
-            suffix = Path(path).suffix.lower()
-            if suffix == ".urdf":
-                single = _urdf_link_count(path) == 1
-                body = self._load_urdf(
-                    path, position, orientation, scale, fixed=fixed, where=where, shared=single and not own_spelling
-                )
-                return body, (path, scale) if single else None
-            if suffix == ".obj":
-                body = self._create_mesh(entry, path, scale, fixed=fixed, where=where, shared=not own_spelling)
-                return body, ("obj:" + path, scale)
-            if suffix == ".sdf":
-                raise AssetError(
-                    f"{where}.path: SDF files load as static fixtures only ('{path}'); "
-                    "use a .urdf or .obj file for a dynamic object"
-                )
-            raise AssetError(f"{where}.path: expected a .urdf or .obj file (or .sdf for a fixture), got '{path}'")
-        if shape:
-            return self._create_primitive(entry, shape, scale, fixed=fixed, where=where), None
-        raise AssetError(f"{where}: needs a resolved 'path' (.urdf or .obj) or a primitive 'shape'; got neither")
-
-    def _mass(self, entry: dict[str, Any], fixed: bool) -> float:
-        if fixed:
-            return 0.0
-        mass = entry.get("mass")
-        return DEFAULT_OBJ_MASS if mass is None else float(mass)
-
-    def _create_mesh(
-        self, entry: dict[str, Any], path: str, scale: float, *, fixed: bool, where: str, shared: bool = True
-    ) -> int:
-        cid = self._cid
-        verts = mesh_vertices(path)
-        if verts is None:
-            raise AssetError(f"{where}.path: cannot read vertices from '{path}'")
-        center = (verts.min(axis=0) + verts.max(axis=0)) / 2.0 * scale
-        mesh_scale = [scale] * 3
-        color = entry.get("color")
-        visual_kwargs = {"rgbaColor": [float(c) for c in color]} if color is not None else {}
-        try:
-            vis = p.createVisualShape(
-                p.GEOM_MESH,
-                fileName=self._spelling(path, scale, shared=shared),
-                meshScale=mesh_scale,
-                physicsClientId=cid,
-                **visual_kwargs,
-            )
-            col = p.createCollisionShape(
-                p.GEOM_MESH,
-                fileName=path,
-                meshScale=mesh_scale,
-                physicsClientId=cid,
-                flags=p.GEOM_FORCE_CONCAVE_TRIMESH if fixed else 0,
-            )
-        except p.error as exc:
-            raise AssetError(f"{where}: PyBullet cannot load mesh '{path}': {exc}") from exc
-        # The inertial frame sits at the mesh's box centre; the link frame (the mesh's own frame) is the pose.
-        return p.createMultiBody(
-            baseMass=self._mass(entry, fixed),
-            baseCollisionShapeIndex=col,
-            baseVisualShapeIndex=vis,
-            basePosition=[float(v) for v in entry.get("position", (0.0, 0.0, 0.0))],
-            baseOrientation=[float(v) for v in entry.get("orientation", _IDENTITY_QUAT)],
-            baseInertialFramePosition=[float(v) for v in center],
-            physicsClientId=cid,
-        )
-
-    def _create_primitive(
-        self, entry: dict[str, Any], shape: dict[str, Any], scale: float, *, fixed: bool, where: str
-    ) -> int:
-        cid = self._cid
-        half = primitive_half(shape, scale, f"{where}.shape")
-        color = entry.get("color")
-        rgba = [float(c) for c in color] if color is not None else [1.0, 1.0, 1.0, 1.0]
-        return p.createMultiBody(
-            baseMass=self._mass(entry, fixed),
-            baseCollisionShapeIndex=primitive_collision(cid, shape, half, scale),
-            baseVisualShapeIndex=primitive_visual(cid, shape, half, scale, rgba),
-            basePosition=[float(v) for v in entry.get("position", (0.0, 0.0, 0.0))],
-            baseOrientation=[float(v) for v in entry.get("orientation", _IDENTITY_QUAT)],
-            physicsClientId=cid,
-        )
-
-    def _finish_body(self, body: int, uid: str, instance_id: int, entry: Mapping[str, Any] | None, where: str) -> _Body:
-        """Apply an entry's appearance and dynamics patches, and record the frames and colours of a new body."""
-        cid = self._cid
-        links = (-1, *range(p.getNumJoints(body, physicsClientId=cid)))
-        entry = entry or {}
-        color = entry.get("color")
-        texture = entry.get("texture")
-        specular = entry.get("specular")
-        apply_appearance(
-            cid,
-            body,
-            links,
-            color=None if color is None else check_rgba(color, f"{where}.color"),
-            texture_id=None if texture is None else self._textures.texture_id(texture, f"{where}.texture"),
-            specular=None if specular is None else check_rgba(specular, f"{where}.specular", n=3),
-        )
-        apply_dynamics(cid, body, links, entry.get("dynamics"), f"{where}.dynamics")
-        info = p.getDynamicsInfo(body, -1, physicsClientId=cid)
-        local_pos, local_orn = info[3], info[4]
-        com_to_link = None
-        if any(v != 0.0 for v in local_pos) or tuple(local_orn) != _IDENTITY_QUAT:
-            com_to_link = invert_pose_quat(local_pos, local_orn)
-        record = _Body(body=body, uid=uid, instance_id=instance_id, links=links, com_to_link=com_to_link)
-        if self.renderer == "tiny":
-            # TinyRenderer's changeVisualShape recolours every shape of a link at once, so hiding a link by
-            # alpha 0 is only reversible when all its shapes share one colour.
-            per_link: dict[int, set[tuple[float, ...]]] = {}
-            for shape in p.getVisualShapeData(body, physicsClientId=cid):
-                per_link.setdefault(shape[1], set()).add(tuple(shape[7]))
-            record.alpha_hideable = all(len(c) == 1 for c in per_link.values())
-            record.link_colors = {link: next(iter(c)) for link, c in per_link.items() if len(c) == 1}
-        return record
-
-    def _set_joints(self, joints: Any, fixtures: list[tuple[dict[str, Any], str, list[_Body]]]) -> None:
-        """Set ``scene["joints"]`` on the fixtures and hold every movable fixture joint where it ends up."""
-        joints = joints or {}
-        if not isinstance(joints, Mapping):
-            raise AssetError(f"joints: expected {{fixture_uid: {{joint_name: position}}}}, got {joints!r}")
-        by_uid = {str(entry.get("uid", where)): records for entry, where, records in fixtures}
-        for uid in joints:
-            if uid not in by_uid:
-                raise AssetError(
-                    f"joints: no fixture '{uid}'{did_you_mean(str(uid), by_uid)}; fixtures: {list(by_uid)}"
-                )
-        for uid, records in by_uid.items():
-            wanted = joints.get(uid) or {}
-            if not isinstance(wanted, Mapping):
-                raise AssetError(f"joints['{uid}']: expected {{joint_name: position}}, got {wanted!r}")
-            owner = {name: b for b in records for name in movable_joints(self._cid, b.body)}
-            unknown = [name for name in wanted if name not in owner]
-            if unknown:
-                hint = did_you_mean(str(unknown[0]), owner)
-                raise AssetError(
-                    f"joints['{uid}']: fixture '{uid}' has no movable joint '{unknown[0]}'{hint}; "
-                    f"its movable joints are {list(owner)}"
-                )
-            for b in records:
-                mine = {name: value for name, value in wanted.items() if owner[name] is b}
-                held = set_joints(self._cid, b.body, mine, f"joints['{uid}']")
-                if held:
-                    self._holds.append((b.body, held))
-
-    def _fixture_instances(self, entry: dict[str, Any], where: str, records: list[_Body]) -> None:
-        """Make a labeled fixture's instances: one per body, or one per link with visual geometry."""
-        cid = self._cid
-        uid = str(entry.get("uid", where))
-        category = str(entry.get("category") or uid)
-        asset = str(entry.get("asset") or "")
-        path = str(entry.get("path") or "")
-        if entry.get("link_labels") and path.lower().endswith(".urdf"):
-            b = records[0]
-            names = link_names(cid, b.body)
-            for link, shapes in sorted(visual_shapes(cid, b.body).items()):
-                box = link_box(shapes)
-                exact = box is not None
-                if box is None:
-                    logger.info("%s: cannot read the visual of link %s; using its collision AABB", uid, names[link])
-                    box = self._link_aabb(b, link)
-                lo, hi = box
-                if not np.all(np.isfinite(lo)):
-                    continue  # the link draws nothing (planes only)
-                instance_id = len(self._instances) + 1
-                info = ObjectInfo(
-                    instance_id=instance_id,
-                    uid=f"{uid}/{names[link]}",
-                    category=f"{category}/{names[link]}",
-                    labeled=True,
-                    bbox3d_center=tuple(float(v) for v in (lo + hi) / 2.0),  # type: ignore[arg-type]
-                    bbox3d_size=tuple(float(v) for v in hi - lo),  # type: ignore[arg-type]
-                    asset=asset,
-                )
-                self._link_instances[(b.body, link)] = instance_id
-                self._instances.append(_Instance(info, b, link, exact, tuple(shapes)))
-            return
-        for b in records:
-            instance_id = len(self._instances) + 1
-            center, size, exact = self._object_box(b, None, entry)
-            b.instance_id, b.box_exact = instance_id, exact
-            b.info = ObjectInfo(
-                instance_id=instance_id,
-                uid=b.uid,
-                category=category,
-                labeled=True,
-                bbox3d_center=center,
-                bbox3d_size=size,
-                asset=asset,
-            )
-            self._instances.append(_Instance(b.info, b, None, exact))
-
-    def _link_aabb(self, b: _Body, link: int) -> tuple[np.ndarray, np.ndarray]:
-        """A link's collision AABB, as a box in its link frame (not exact: a fallback for unreadable visuals)."""
-        lo, hi = (np.asarray(v, dtype=np.float64) for v in p.getAABB(b.body, link, physicsClientId=self._cid))
-        T_link_world = invert_pose(self._link_matrix(b, link))
-        corners = box_corners((lo + hi) / 2.0, hi - lo) @ T_link_world[:3, :3].T + T_link_world[:3, 3]
-        return corners.min(axis=0), corners.max(axis=0)
-
-    def _link_pose(self, b: _Body) -> tuple[Sequence[float], Sequence[float]]:
-        """World pose (position, quaternion xyzw) of a body's base link frame."""
-        pos, orn = p.getBasePositionAndOrientation(b.body, physicsClientId=self._cid)
-        if b.com_to_link is None:
-            return pos, orn
-        return compose_poses(pos, orn, b.com_to_link[0], b.com_to_link[1])
-
-    def _link_matrix(self, b: _Body, link: int | None) -> np.ndarray:
-        """World pose (4, 4) of a body's base link frame (``link`` None or -1) or of one of its child links."""
-        if link is None or link < 0:
-            return pose_matrix(*self._link_pose(b))
-        return pose_matrix(*link_world_pose(self._cid, b.body, link))
-
-    def _object_box(
-        self, b: _Body, cache_key: tuple[str, float] | None, entry: dict[str, Any]
-    ) -> tuple[tuple[float, float, float], tuple[float, float, float], bool]:
-        """The 3D box (centre, size, exact) of an object in its link frame, from its visual geometry.
-
-        Visual meshes (OBJ/STL vertices) and primitives give the exact box of what is rendered. Only when
-        a visual cannot be read (e.g. a Collada mesh) does it fall back to the collision AABB with the
-        body at identity, which may differ from the rendered shape (``exact=False``).
-        """
-        if not entry.get("path"):
-            half = primitive_half_extents(entry["shape"], float(entry.get("scale", 1.0)))
-            return (0.0, 0.0, 0.0), tuple(float(v) for v in 2 * half), True  # type: ignore[return-value]
-        if cache_key is not None and cache_key in self._box_cache:
-            center, size = self._box_cache[cache_key]
-            return center, size, True
-        cid = self._cid
-        T_base_world: np.ndarray | None = None
-        lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-        for shape in p.getVisualShapeData(b.body, physicsClientId=cid):
-            link, gtype, dims, mesh_file, vpos, vorn = shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
-            pts = visual_points(gtype, dims, mesh_file.decode("utf-8", "replace"))
-            if pts is None:
-                logger.info("%s: cannot read visual %s; using the collision AABB as its 3D box", b.uid, mesh_file)
-                return (*self._aabb_box(b), False)  # type: ignore[return-value]
-            if len(pts) == 0:
-                continue
-            T = pose_matrix(vpos, vorn)  # visual frame in its link's frame
-            if link >= 0:  # a child link: through world poses (PyBullet reports them in float32 precision)
-                if T_base_world is None:
-                    T_base_world = invert_pose(pose_matrix(*self._link_pose(b)))
-                state = p.getLinkState(b.body, link, computeForwardKinematics=True, physicsClientId=cid)
-                T = T_base_world @ pose_matrix(state[4], state[5]) @ T
-            local = pts @ T[:3, :3].T + T[:3, 3]
-            lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
-        if not np.all(np.isfinite(lo)):
-            return (*self._aabb_box(b), False)  # type: ignore[return-value]
-        center = tuple(float(v) for v in (lo + hi) / 2.0)
-        size = tuple(float(v) for v in hi - lo)
-        if cache_key is not None:
-            self._box_cache[cache_key] = (center, size)  # type: ignore[assignment]
-        return center, size, True  # type: ignore[return-value]
-
-    def _aabb_box(self, b: _Body) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-        """Collision AABB over all links with the link frame at the world origin (then the pose is restored)."""
-        cid = self._cid
-        saved = p.saveState(physicsClientId=cid)  # restores the pose bit-exactly, unlike a reset with read values
-        com_pos, com_orn = (0.0, 0.0, 0.0), _IDENTITY_QUAT
-        if b.com_to_link is not None:
-            com_pos, com_orn = (list(v) for v in invert_pose_quat(*b.com_to_link))
-        p.resetBasePositionAndOrientation(b.body, com_pos, com_orn, physicsClientId=cid)
-        boxes = [p.getAABB(b.body, link, physicsClientId=cid) for link in b.links]
-        p.restoreState(stateId=saved, physicsClientId=cid)
-        p.removeState(saved, physicsClientId=cid)
-        lo = np.min([bx[0] for bx in boxes], axis=0)
-        hi = np.max([bx[1] for bx in boxes], axis=0)
-        return tuple(float(v) for v in (lo + hi) / 2.0), tuple(float(v) for v in hi - lo)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ settle
 
@@ -979,160 +538,6 @@ class PyBulletBackend:
 
     # ------------------------------------------------------------------ visibility
 
-    def _visibility(
-        self,
-        camera: tuple[Any, ...],
-        instances: list[_Instance],
-        occluders: list[_Body],
-        poses: dict[int, np.ndarray],
-        ids: np.ndarray,
-    ) -> tuple[dict[int, int], dict[int, np.ndarray], int, int]:
-        """Each instance rendered with every other body hidden.
-
-        Instances whose projected 3D boxes are disjoint cannot occlude each other, so they share one render.
-        A link instance is drawn by a proxy body (see :mod:`simgen.backends.pybullet_links`). TinyRenderer
-        hides bodies with alpha 0 (a purely visual change). EGL ignores alpha in its segmentation pass, so
-        there bodies are moved behind the camera inside ``saveState``/``restoreState``, which restores every
-        pose and velocity bit-exactly. Each silhouette also holds the instance's pixels of the frame itself
-        (by definition it does; the union only matters for a proxy, whose pose PyBullet reports in float32),
-        and its count is the count of that mask, so masks and counts always agree.
-
-        Returns:
-            ``(pixel counts, silhouettes, renders, union pixels)``: the last counts visible pixels the renders
-            alone missed (0 but for rounding of proxy poses).
-        """
-        width, height, K, T_world_cam, near, far, _, _ = camera
-        cid = self._cid
-        masks = {inst.instance_id: np.zeros((height, width), dtype=bool) for inst in instances}
-        rects: dict[int, tuple[int, int, int, int] | None] = {}
-        for inst in instances:
-            info = inst.info
-            if not inst.box_exact:
-                rects[info.instance_id] = None
-                continue
-            rect = screen_rect(
-                info.bbox3d_center, info.bbox3d_size, poses[info.instance_id], K, T_world_cam, near, far, width, height
-            )
-            if rect != ():
-                rects[info.instance_id] = rect  # type: ignore[assignment]
-        groups = group_disjoint(rects)
-        by_id = {inst.instance_id: inst for inst in instances}
-        proxies: dict[int, _Body] = {}
-        try:
-            for instance_id in rects:
-                inst = by_id[instance_id]
-                if inst.link is not None:
-                    proxy = self._make_proxy(inst, poses[instance_id])
-                    if proxy is not None:
-                        proxies[instance_id] = proxy
-            if groups:
-                self._render_alone(camera, groups, by_id, [*self._bodies, *occluders], proxies, masks)
-        finally:
-            for proxy in proxies.values():
-                p.removeBody(proxy.body, physicsClientId=cid)
-        added = 0
-        for instance_id, mask in masks.items():
-            visible = ids == instance_id
-            added += int(np.count_nonzero(visible & ~mask))
-            mask |= visible
-        counts = {instance_id: int(mask.sum()) for instance_id, mask in masks.items()}
-        return counts, masks, len(groups), added
-
-    def _make_proxy(self, inst: _Instance, T_world_link: np.ndarray) -> _Body | None:
-        """A body drawing one link instance's visual shapes at the link's pose (None if none can be drawn)."""
-        cid = self._cid
-        key = (inst.body.body, -2 if inst.link is None else inst.link)
-        visual = self._proxy_visuals.get(key)
-        if visual is None:
-            visual = self._proxy_visuals[key] = proxy_visual(cid, inst.shapes)
-        if visual < 0:
-            return None
-        from simgen.backends.pybullet_camera import matrix_quaternion
-
-        body = create_visual_body(cid, visual, T_world_link[:3, 3], matrix_quaternion(T_world_link[:3, :3]))
-        return _Body(
-            body=body,
-            uid=f"{inst.info.uid}#proxy",
-            instance_id=0,
-            links=(-1,),
-            com_to_link=None,
-            alpha_hideable=True,
-            link_colors={-1: (1.0, 1.0, 1.0, 1.0)},
-        )
-
-    def _render_alone(
-        self,
-        camera: tuple[Any, ...],
-        groups: list[list[int]],
-        by_id: dict[int, _Instance],
-        bodies: list[_Body],
-        proxies: dict[int, _Body],
-        masks: dict[int, np.ndarray],
-    ) -> None:
-        """Render each group of instances with everything else hidden; fill their masks."""
-        width, height, _, T_world_cam, _, _, view_gl, proj_gl = camera
-        cid = self._cid
-        everything = [*bodies, *proxies.values()]
-        movers = [b for b in everything if self.renderer == "egl" or not b.alpha_hideable]
-        saved_state = p.saveState(physicsClientId=cid) if movers else None
-        home = {b.body: p.getBasePositionAndOrientation(b.body, physicsClientId=cid) for b in movers}
-        eye, forward = T_world_cam[:3, 3], T_world_cam[:3, 2]
-        away = {
-            b.body: ([float(v) for v in eye - forward * (1.0e4 + 100.0 * k)], _IDENTITY_QUAT)
-            for k, b in enumerate(movers)
-        }
-        try:
-            for b in everything:
-                self._set_visible(b, False, home, away)
-            for group in groups:
-                shown = []
-                for instance_id in group:
-                    inst = by_id[instance_id]
-                    target = inst.body if inst.link is None else proxies.get(instance_id)
-                    if target is not None:
-                        shown.append((instance_id, target))
-                        self._set_visible(target, True, home, away)
-                if not shown:
-                    continue
-                _, _, _, _, seg = p.getCameraImage(
-                    width,
-                    height,
-                    viewMatrix=view_gl,
-                    projectionMatrix=proj_gl,
-                    renderer=self._pb_renderer,
-                    flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
-                    shadow=0,
-                    physicsClientId=cid,
-                )
-                bodies_seen = np.asarray(seg, dtype=np.int32).reshape(height, width) & _BODY_MASK
-                for instance_id, target in shown:
-                    masks[instance_id] |= bodies_seen == target.body
-                    self._set_visible(target, False, home, away)
-        finally:
-            for b in everything:
-                if b.alpha_hideable and self.renderer == "tiny":
-                    self._set_visible(b, True, home, away)
-            if saved_state is not None:
-                p.restoreState(stateId=saved_state, physicsClientId=cid)
-                p.removeState(saved_state, physicsClientId=cid)
-
-    def _set_visible(self, b: _Body, visible: bool, home: dict[int, Any], away: dict[int, Any]) -> None:
-        cid = self._cid
-        if b.body in away:
-            pos, orn = home[b.body] if visible else away[b.body]
-            p.resetBasePositionAndOrientation(b.body, pos, orn, physicsClientId=cid)
-            return
-        for link, rgba in b.link_colors.items():
-            color = list(rgba) if visible else [rgba[0], rgba[1], rgba[2], 0.0]
-            p.changeVisualShape(b.body, link, rgbaColor=color, physicsClientId=cid)
-
-
-def _scale(entry: Mapping[str, Any], where: str) -> float:
-    scale = float(entry.get("scale", 1.0))
-    if not scale > 0:
-        raise AssetError(f"{where}.scale: expected a positive number, got {scale}")
-    return scale
-
 
 def _light_kwargs(light: Mapping[str, Any] | None) -> dict[str, Any]:
     """``getCameraImage`` keyword arguments for a view's light (see :mod:`simgen.backends.base`)."""
@@ -1155,18 +560,3 @@ def _light_kwargs(light: Mapping[str, Any] | None) -> dict[str, Any]:
         kwargs["lightColor"] = [float(c) for c in light["color"]]
     kwargs["shadow"] = int(bool(light.get("shadows", True)))
     return kwargs
-
-
-@functools.lru_cache(maxsize=256)
-def _urdf_link_count(path: str) -> int:
-    """Number of links a URDF file declares (0 when it cannot be parsed, which disables sharing)."""
-    try:
-        return len(ElementTree.parse(path).getroot().findall("link"))
-    except (OSError, ElementTree.ParseError):
-        return 0
-
-
-def _reach(center: Sequence[float], size: Sequence[float], com: Sequence[float]) -> float:
-    """Distance from the centre of mass ``com`` (link frame) to the farthest corner of a box."""
-    corners = box_corners(center, size) - np.asarray(com, dtype=np.float64)
-    return float(np.sqrt((corners**2).sum(axis=1)).max())

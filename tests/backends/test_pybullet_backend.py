@@ -2,6 +2,7 @@
 
 Every geometric check compares a rendered image with the pinhole model computed independently in numpy.
 EGL runs on Mesa llvmpipe where available; where the plugin cannot load, the EGL cases are skipped with the reason.
+The ``tiny``, ``egl`` and ``backend`` fixtures (one backend per renderer for the session) live in conftest.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import math
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +35,6 @@ K_SHIFTED = [[131.7, 0.0, 63.3], [0.0, 97.2, 71.9], [0.0, 0.0, 1.0]]  # fx != fy
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Iterator[PyBulletBackend]:
-    with PyBulletBackend(renderer="tiny") as backend:
-        yield backend
-
-
-@pytest.fixture(scope="module")
-def egl() -> Iterator[PyBulletBackend]:
-    try:
-        backend = PyBulletBackend(renderer="egl")
-    except BackendUnavailable as exc:
-        pytest.skip(f"EGL renderer unavailable here: {exc}")
-    with backend:
-        yield backend
-
-
-@pytest.fixture(params=["tiny", "egl"])
-def backend(request: pytest.FixtureRequest) -> PyBulletBackend:
-    return request.getfixturevalue(request.param)
 
 
 def look_down(x: float = 0.0, y: float = 0.0, z: float = 2.0) -> np.ndarray:
@@ -449,7 +428,7 @@ def test_frames_do_not_depend_on_what_was_built_before(backend: PyBulletBackend,
 def test_unreadable_visual_falls_back_to_the_collision_box(
     tiny: PyBulletBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simgen.backends.pybullet_backend as module
+    import simgen.backends.pybullet_build as module
 
     monkeypatch.setattr(module, "visual_points", lambda *args: None)  # as for a Collada mesh
     tiny._box_cache.clear()
@@ -629,11 +608,19 @@ def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two
     np.testing.assert_array_equal(again.instance_ids, plain.instance_ids)
     np.testing.assert_array_equal(frame.instance_ids, plain.instance_ids)
     assert frame.unoccluded_px is not None and plain.unoccluded_px is None
-    assert set(frame.unoccluded_px) == {o.instance_id for o in frame.objects}
+    assert frame.unoccluded_masks is not None and plain.unoccluded_masks is None
+    assert set(frame.unoccluded_px) == set(frame.unoccluded_masks) == {o.instance_id for o in frame.objects}
     visible = np.bincount(frame.instance_ids.ravel(), minlength=len(frame.objects) + 1)
     assert all(frame.unoccluded_px[i] >= visible[i] for i in frame.unoccluded_px)
     assert any(frame.unoccluded_px[i] > visible[i] for i in frame.unoccluded_px), "nothing is occluded: weak test"
     assert 0 < frame.meta["visibility_renders"] <= len(frame.objects)
+    # The full silhouettes come from the same renders as the counts (what the BOP writer checks), contain the
+    # visible pixels, and needed no help from them (the union with the visible mask added nothing).
+    for i, mask in frame.unoccluded_masks.items():
+        assert mask.dtype == bool and mask.shape == frame.instance_ids.shape
+        assert int(mask.sum()) == frame.unoccluded_px[i]
+        assert not np.any((frame.instance_ids == i) & ~mask), i
+    assert frame.meta["visibility_union_px"] == 0
 
     # The grouped renders must give what each object shows when it is alone in the world.
     for uid, pose in settled["poses"].items():
@@ -649,3 +636,4 @@ def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two
         solo = backend.render(cam)
         instance_id = list(pile["objects"]).index(uid) + 1
         assert abs(int((solo.instance_ids == 1).sum()) - frame.unoccluded_px[instance_id]) <= 1, uid
+        assert int(((solo.instance_ids == 1) ^ frame.unoccluded_masks[instance_id]).sum()) <= 1, uid

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,9 @@ def tiny_torchscript(tmp_path: Path) -> Callable[[Path, int], Path]:
             torch.manual_seed(0)
             module = Tiny(dim).eval()
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.jit.save(torch.jit.script(module), str(path))
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is the format the wheel ships
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.script(module), str(path))
         return path
 
     return make

@@ -154,3 +154,33 @@ def test_prdc_bootstrap_keeps_the_balls_fixed():
     for name, res in out.items():
         assert res.value == pytest.approx(point[name])
         assert res.low <= res.value <= res.high
+
+
+def test_mmd2_indexed_leaves_out_copies_of_one_sample():
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(15, 3))
+    k = lambda a, b: F.polynomial_kernel(a, b)  # noqa: E731
+    ix, iy = np.arange(12), np.arange(15)
+    assert F.mmd2_indexed(k(x, x), k(y, y), k(x, y), ix, iy) == pytest.approx(
+        F.mmd2_unbiased(k(x, x), k(y, y), k(x, y))
+    )
+    # Duplicating rows must not change the within-set means' support: copies count like the diagonal.
+    dup = np.concatenate([ix, ix[:4]])
+    xd = x[dup]
+    plain = F.mmd2_unbiased(k(xd, xd), k(y, y), k(xd, y))
+    aware = F.mmd2_indexed(k(xd, xd), k(y, y), k(xd, y), dup, iy)
+    assert plain > aware  # the naive estimator counts k(x, x) of the copies
+
+
+def test_bootstrap_intervals_of_biased_statistics_bracket_the_estimate():
+    """Resampling with replacement duplicates rows; FID (recentred) and KID/MMD (duplicate-aware) must not drift up."""
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(40, 64)), rng.normal(size=(40, 64)) + 0.3
+    fid = F.bootstrap_ci(F.fid, x, y, rng=np.random.default_rng(0), n_boot=60, recentre=True)
+    naive = F.bootstrap_ci(F.fid, x, y, rng=np.random.default_rng(0), n_boot=60)
+    assert fid.low < fid.value < fid.high and fid.method == "recentred percentile"
+    assert naive.low > naive.value  # what recentring fixes: the plain interval lies above the estimate
+    kid, _ = F.kid_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=60, subsets=20, subset_size=30)
+    mmd, h = F.mmd_rbf_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=60)
+    assert kid.low < kid.value < kid.high and mmd.low < mmd.value < mmd.high and h > 0
+    assert mmd.value == pytest.approx(F.mmd_rbf(x, y))

@@ -199,3 +199,11 @@ def test_report_json_has_no_nan(tmp_path, two_datasets):
     report.metrics["fid"]["value"] = float("nan")
     json_path, _ = write_report(report, Path(tmp_path / "nan"))
     assert json.loads(json_path.read_text())["metrics"]["fid"]["value"] is None
+
+
+def test_feature_metrics_on_tiny_sets_do_not_crash():
+    rng = np.random.default_rng(1)
+    metrics, warnings = feature_metrics(rng.normal(size=(2, 5)), rng.normal(size=(3, 5)), n_boot=20)
+    assert set(metrics) == {"fid", "kid", "mmd"} and any("PRDC skipped" in w for w in warnings)
+    assert all(np.isfinite(m["value"]) for m in metrics.values())
+    assert feature_metrics(rng.normal(size=(1, 5)), rng.normal(size=(3, 5)))[0] == {}

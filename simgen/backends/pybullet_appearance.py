@@ -1,0 +1,213 @@
+"""Appearance patches of PyBullet bodies: colours, textures (image files and procedural records), specular colours.
+
+A texture in a scene state is plain data (see :mod:`simgen.randomizers.textures`): either
+``{"kind": "image", "path": "/abs/photo.png"}`` or a procedural record such as
+``{"kind": "checker", "seed": 7, "size": 128, "colors": [[1, 1, 1], [0, 0, 0]], "cells": 8}``. A procedural
+record is rendered with :func:`simgen.randomizers.textures.render_texture` (pure and deterministic) and written
+once as a PNG under ``<tmp>/simgen-textures-<uid>/<simgen version>/<sha256 of the record's canonical JSON>.png``
+(atomic write, so parallel workers may race for the same file safely), then loaded with ``p.loadTexture``.
+
+Measured behaviour of PyBullet 3.2.7 (see ``tests/backends``):
+
+* ``resetSimulation`` invalidates texture ids (a stale id is silently ignored by ``changeVisualShape``), so
+  :class:`TextureCache` reuses ids within one build only.
+* TinyRenderer frees textures on ``resetSimulation``; the EGL plugin does **not** (each ``loadTexture`` keeps
+  about ``width * height * 4`` bytes until the process exits: ~64 KB for a 128 px texture). Textured meshes
+  that PyBullet loads itself (the duck's ``duckCM.png``) leak the same way on every build with EGL.
+* With EGL a texture belongs to a *graphics shape*, which the plugin shares between every body loaded from the
+  same mesh file name; texturing one such body textures all of them. The backend therefore loads textured
+  bodies through a file-name spelling of their own (see ``PyBulletBackend._spelling``).
+* ``specularColor`` is accepted but changes no pixel with either renderer in DIRECT mode: PyBullet forwards it
+  to the OpenGL GUI only (measured: 0 pixels differ). It is applied anyway, for a GUI client and for the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet as p
+
+from simgen.errors import AssetError
+
+#: The texture record kind for a user's image file; every other kind is procedural.
+IMAGE_KIND = "image"
+_WHITE = (1.0, 1.0, 1.0, 1.0)
+
+
+def texture_cache_dir() -> Path:
+    """Where procedural textures are written as PNG files (per user and simgen version)."""
+    import simgen
+
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"simgen-textures-{uid}" / str(simgen.__version__)
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a texture record's canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Encode a (H, W, 3) uint8 RGB image as PNG bytes (no third-party encoder, so bytes depend on zlib only)."""
+    img = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+    height, width = img.shape[:2]
+    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), img.reshape(height, width * 3)], axis=1)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
+            chunk(b"IEND", b""),
+        )
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file through a temporary file and a rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def texture_file(record: Any, where: str) -> str:
+    """The image file a texture record stands for; procedural records are rendered and cached as PNG first.
+
+    Args:
+        record: ``{"kind": "image", "path": ...}`` or a procedural texture record.
+        where: The scene-state path of the record, for error messages (e.g. ``objects['duck/0'].texture``).
+
+    Returns:
+        An absolute file name PyBullet can load.
+
+    Raises:
+        AssetError: A malformed record, a missing image file, or an invalid procedural record.
+    """
+    if not isinstance(record, Mapping):
+        raise AssetError(f"{where}: expected a texture record (a mapping with 'kind'), got {record!r}")
+    if record.get("kind") == IMAGE_KIND:
+        path = record.get("path")
+        if not path or not Path(str(path)).is_file():
+            raise AssetError(f"{where}.path: image texture file not found: {path!r}")
+        return str(Path(str(path)).resolve())
+    try:
+        target = texture_cache_dir() / f"{record_digest(record)}.png"
+    except (TypeError, ValueError) as exc:
+        raise AssetError(f"{where}: a texture record must be plain JSON: {exc}") from exc
+    if target.is_file():
+        return str(target)
+    from simgen.randomizers.textures import render_texture
+
+    try:
+        rgb = render_texture(record)
+    except ValueError as exc:
+        raise AssetError(f"{where}: {exc}") from exc
+    write_atomic(target, encode_png(rgb))
+    return str(target)
+
+
+class TextureCache:
+    """PyBullet texture ids loaded during one build, by file name (``resetSimulation`` invalidates them).
+
+    Args:
+        cid: The physics client.
+    """
+
+    def __init__(self, cid: int) -> None:
+        self._cid = cid
+        self._ids: dict[str, int] = {}
+
+    def clear(self, cid: int | None = None) -> None:
+        """Forget every id (call after ``resetSimulation``)."""
+        if cid is not None:
+            self._cid = cid
+        self._ids.clear()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def texture_id(self, record: Any, where: str) -> int:
+        """Load (once per build) the texture a record stands for and return its PyBullet id.
+
+        Raises:
+            AssetError: See :func:`texture_file`, or PyBullet cannot load the image.
+        """
+        path = texture_file(record, where)
+        tid = self._ids.get(path)
+        if tid is None:
+            try:
+                tid = p.loadTexture(path, physicsClientId=self._cid)
+            except p.error as exc:
+                raise AssetError(f"{where}: PyBullet cannot load the texture image '{path}': {exc}") from exc
+            if tid < 0:
+                raise AssetError(f"{where}: PyBullet cannot load the texture image '{path}'")
+            self._ids[path] = tid
+        return tid
+
+
+def check_rgba(value: Any, where: str, n: int = 4) -> list[float]:
+    """A colour as ``n`` floats (RGB gets alpha 1 when ``n == 4``); AssetError for anything else."""
+    try:
+        rgba = [float(c) for c in value]
+    except (TypeError, ValueError):
+        raise AssetError(f"{where}: expected {n} numbers, got {value!r}") from None
+    if n == 4 and len(rgba) == 3:
+        rgba.append(1.0)
+    if len(rgba) != n:
+        raise AssetError(f"{where}: expected {n} numbers, got {value!r}")
+    return rgba
+
+
+def apply_appearance(
+    cid: int,
+    body: int,
+    links: Sequence[int],
+    *,
+    color: Sequence[float] | None = None,
+    texture_id: int | None = None,
+    textured: bool = False,
+    specular: Sequence[float] | None = None,
+) -> None:
+    """Recolour, texture and set the specular colour of every link of a body.
+
+    With a texture (``texture_id``, or ``textured`` for a texture baked into the body's files) and no colour
+    the shapes turn white, so the texture shows its own colours (a colour with a texture tints it). Nothing is
+    called when there is nothing to change.
+    """
+    kwargs: dict[str, Any] = {}
+    if color is not None:
+        kwargs["rgbaColor"] = [float(c) for c in color]
+    elif texture_id is not None or textured:
+        kwargs["rgbaColor"] = list(_WHITE)
+    if texture_id is not None:
+        kwargs["textureUniqueId"] = int(texture_id)
+    if specular is not None:
+        kwargs["specularColor"] = [float(c) for c in specular]
+    if not kwargs:
+        return
+    for link in links:
+        p.changeVisualShape(body, link, physicsClientId=cid, **kwargs)

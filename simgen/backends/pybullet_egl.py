@@ -1,0 +1,62 @@
+"""Process-wide state of PyBullet's EGL plugin, and keeping its prints off stdout.
+
+See :mod:`simgen.backends.pybullet_backend` for the measured quirks this works around: one EGL client per
+process, warm-up frames, and GL information printed to C-level stdout on load, first frames and disconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pybullet as p
+
+#: Frames rendered right after loading the plugin: its first frames have no shadows.
+EGL_WARMUP_FRAMES = 2
+#: Physics clients of this process that run the EGL plugin (one at a time).
+EGL_CLIENTS: set[int] = set()
+EGL_LOCK = threading.Lock()
+EGL_BUSY = "another EGL backend is alive in this process (the plugin supports one at a time)"
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null inside the block (C-level prints included)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # flush C stdio buffers into /dev/null before restoring fd 1
+            ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def disconnect(cid: int, quiet: bool) -> None:
+    """Disconnect a physics client; the EGL plugin prints on the way out, so silence fd 1 for it."""
+    with quiet_stdout() if quiet else contextlib.nullcontext(), contextlib.suppress(p.error):
+        p.disconnect(physicsClientId=cid)
+    if quiet:
+        with EGL_LOCK:
+            EGL_CLIENTS.discard(cid)
+
+
+def mesa_cache_dir() -> str:
+    """A per-user Mesa shader cache folder in the temporary directory."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return str(Path(tempfile.gettempdir()) / f"simgen-mesa-shader-cache-{uid}")
