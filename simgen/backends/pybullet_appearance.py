@@ -7,16 +7,13 @@ record is rendered with :func:`simgen.randomizers.textures.render_texture` (pure
 once as a PNG under ``<tmp>/simgen-textures-<uid>/<simgen version>/<sha256 of the record's canonical JSON>.png``
 (atomic write, so parallel workers may race for the same file safely), then loaded with ``p.loadTexture``.
 
+This is how TinyRenderer draws textures. With EGL, ``changeVisualShape(textureUniqueId=...)`` is unreliable
+(see :mod:`simgen.backends.pybullet_bake`), so the backend bakes the same PNG files into mesh materials instead.
+
 Measured behaviour of PyBullet 3.2.7 (see ``tests/backends``):
 
 * ``resetSimulation`` invalidates texture ids (a stale id is silently ignored by ``changeVisualShape``), so
-  :class:`TextureCache` reuses ids within one build only.
-* TinyRenderer frees textures on ``resetSimulation``; the EGL plugin does **not** (each ``loadTexture`` keeps
-  about ``width * height * 4`` bytes until the process exits: ~64 KB for a 128 px texture). Textured meshes
-  that PyBullet loads itself (the duck's ``duckCM.png``) leak the same way on every build with EGL.
-* With EGL a texture belongs to a *graphics shape*, which the plugin shares between every body loaded from the
-  same mesh file name; texturing one such body textures all of them. The backend therefore loads textured
-  bodies through a file-name spelling of their own (see ``PyBulletBackend._spelling``).
+  :class:`TextureCache` reuses ids within one build only; TinyRenderer frees the textures then.
 * ``specularColor`` is accepted but changes no pixel with either renderer in DIRECT mode: PyBullet forwards it
   to the OpenGL GUI only (measured: 0 pixels differ). It is applied anyway, for a GUI client and for the record.
 """

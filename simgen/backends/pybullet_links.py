@@ -34,7 +34,7 @@ from simgen.backends.pybullet_geometry import (
     GEOM_SPHERE,
     visual_points,
 )
-from simgen.errors import AssetError
+from simgen.errors import AssetError, did_you_mean
 
 #: Joint types a fixture holds at their set positions (pybullet.JOINT_REVOLUTE, pybullet.JOINT_PRISMATIC).
 MOVABLE_JOINT_TYPES = (0, 1)
@@ -82,8 +82,6 @@ def set_joints(cid: int, body: int, positions: Mapping[str, Any], where: str) ->
     joints = movable_joints(cid, body)
     for name, value in positions.items():
         if name not in joints:
-            from simgen.errors import did_you_mean
-
             raise AssetError(
                 f"{where}: the body has no movable joint '{name}'{did_you_mean(str(name), joints)}; "
                 f"its movable joints are {list(joints)}"

@@ -93,6 +93,19 @@ def test_egl_textures_stay_right_across_builds(backend: PyBulletBackend, pb: Sim
         assert int(np.argmax(frame.rgb[ground].astype(float).mean(axis=0))) == int(np.argmax(rgb)), name
 
 
+def test_textured_scenes_settle_alike_with_both_renderers(
+    tiny: PyBulletBackend, egl: PyBulletBackend, pb: SimpleNamespace
+) -> None:
+    """EGL loads baked copies of textured files; their physics (collision files, inertia) is the original's."""
+    state = textured_scene(pb, CHECKER, PERLIN)
+    for o in state["objects"].values():
+        o["position"][2] += 0.3
+        o["orientation"] = list(pb.quat(0.4, 0.3, 0.2))
+    tiny.build(state)
+    egl.build(state)
+    assert egl.settle() == tiny.settle()
+
+
 def test_texture_tints_with_a_colour_and_textures_a_robot(backend: PyBulletBackend, pb: SimpleNamespace) -> None:
     """A colour tints a texture; a robot labeled per link is textured (with EGL: a baked URDF whose meshes are
     found through ``package://``) without any change to its geometry or labels."""
