@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from simgen.errors import BackendUnavailable, RegistryError, did_you_mean
@@ -56,3 +59,29 @@ def make_backend(name: str, *, renderer: str = "auto") -> Backend:
     if cls is None:
         raise BackendUnavailable(f"the '{name}' backend module {module_name} has no class {class_name}")
     return cls(renderer=renderer)
+
+
+@functools.cache
+def _probe_pybullet_auto() -> str:
+    # A child process, so the probe's EGL client never collides with one of ours (one per process).
+    code = (
+        "from simgen.backends.pybullet_backend import PyBulletBackend as B\n"
+        "b = B(renderer='auto'); r = b.renderer; b.close(); print('renderer=' + r)"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return "tiny"
+    found = [line.removeprefix("renderer=") for line in proc.stdout.splitlines() if line.startswith("renderer=")]
+    return found[-1] if proc.returncode == 0 and found else "tiny"
+
+
+def resolve_renderer(name: str, renderer: str) -> str:
+    """Turn ``"auto"`` into the renderer that will actually run, once, before any worker starts.
+
+    Every worker then asks for that exact renderer, so a dataset is never rendered half with EGL and
+    half with TinyRenderer (their pixels differ): a worker that cannot get it fails loudly instead.
+    """
+    if name == "pybullet" and renderer == "auto":
+        return _probe_pybullet_auto()
+    return renderer

@@ -103,12 +103,12 @@ def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: boo
     if out.exists() and any(out.iterdir()):
         if resume and run_path.is_file():
             previous = json.loads(run_path.read_text())
-            keys = ("spec_sha256", "seed", "n_frames", "backend", "shard_frames")
+            keys = ("spec_sha256", "seed", "n_frames", "backend", "renderer", "shard_frames")
             changed = [k for k in keys if previous.get(k) != run.get(k)]
             if changed:
                 raise OutputExistsError(
                     f"{out} holds a run with different {', '.join(changed)}; resume needs the same spec, seed, "
-                    "frame count, backend and shard size (use a new folder or --overwrite)"
+                    "frame count, backend, renderer and shard size (use a new folder or --overwrite)"
                 )
             return
         if overwrite:
@@ -183,6 +183,10 @@ def generate(
     if seed < 0:
         raise SimgenError(f"seed must be >= 0, got {seed}")
     out = Path(out)
+    from simgen.backends import resolve_renderer
+
+    requested = renderer
+    renderer = resolve_renderer(loaded.spec.backend, renderer)
     plan = Plan.build(n_frames, loaded.spec.frames_per_scene, shard_frames=shard_frames)
     cats = categories(loaded)
     run = {
@@ -190,6 +194,7 @@ def generate(
         "seed": seed,
         "n_frames": n_frames,
         "backend": loaded.spec.backend,
+        "renderer": renderer,
         "shard_frames": shard_frames,
     }
     _prepare_out(out, run, resume=resume, overwrite=overwrite)
@@ -211,7 +216,7 @@ def generate(
         results = run_local(jobs, workers, progress)
     else:
         raise SimgenError(f"unknown runner '{runner}'; expected 'local' or 'ray'")
-    dataset = _finalize(loaded, layout, plan, cats, seed, renderer, results, start, workers, runner)
+    dataset = _finalize(loaded, layout, plan, cats, seed, renderer, results, start, workers, runner, requested)
     made = sum(r.frames for r in results)
     reused = skipped + sum(r.reused for r in results)
     return GenerateResult(out, n_frames, made, reused, dataset["renderer"], time.perf_counter() - start, dataset)
@@ -238,6 +243,7 @@ def _finalize(
     start: float,
     workers: int,
     runner: str,
+    requested: str,
 ) -> dict[str, Any]:
     from simgen.writers.atomic import atomic_open, atomic_write_json
     from simgen.writers.coco import write_coco
@@ -281,7 +287,7 @@ def _finalize(
         "n_scenes": plan.n_scenes,
         "backend": loaded.spec.backend,
         "renderer": ran[0] if len(ran) == 1 else "+".join(ran),
-        "renderer_requested": renderer,
+        "renderer_requested": requested,
         "categories": categories_json,
         "counts": coco_stats if isinstance(coco_stats, dict) else {"coco": coco_stats},
         "files": {"coco": COCO_FILE, "manifest": MANIFEST_FILE, **{k: f"{v}/" for k, v in FRAME_DIRS.items()}},

@@ -31,8 +31,9 @@ def tiny() -> Iterator[PyBulletBackend]:
         yield backend
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def egl() -> Iterator[PyBulletBackend]:
+    # Module scope: PyBullet allows one EGL client per process, and the engine tests need theirs.
     try:
         backend = PyBulletBackend(renderer="egl")
     except BackendUnavailable as exc:
