@@ -6,21 +6,31 @@ returned :class:`~simgen.frame.FrameBuffers` by pure functions, so PyBullet and 
 Scene state (the input of :meth:`Backend.build`), JSON-serializable::
 
     {
-      "ground": {"kind": "plane" | "none", "color": [r, g, b, a] | None},
-      "fixtures": [  # static bodies: table, tray, shelf ...
+      "ground": {"kind": "plane" | "none", "color": [r, g, b, a] | None, "texture": None | {record}},
+      "fixtures": [  # static bodies: table, tray, shelf (.sdf too), fixed-base robots
         {"uid": "table", "asset": "pybullet_data:table/table.urdf", "path": "/abs/table.urdf" | None,
          "shape": None | {"shape": "box", "size": [x, y, z]} ..., "position": [x, y, z],
-         "orientation": [qx, qy, qz, qw], "scale": 1.0, "color": None | [r, g, b, a]}
+         "orientation": [qx, qy, qz, qw], "scale": 1.0, "color": None | [r, g, b, a],
+         "labeled": False, "category": "table", "link_labels": False}
       ],
       "objects": {  # dynamic bodies, dropped and settled; insertion order gives instance ids 1..N
         "clutter/0": {"uid": "clutter/0", "group": "clutter", "asset": "pybullet_data:duck_vhacd.urdf",
                       "path": "/abs/duck_vhacd.urdf" | None, "shape": None | {...primitive...},
                       "category": "duck", "labeled": True, "tags": ["clutter"],
                       "position": [x, y, z], "orientation": [qx, qy, qz, qw], "scale": 1.0,
-                      "color": None | [r, g, b, a], "mass": None | float}
+                      "color": None | [r, g, b, a], "mass": None | float,
+                      # optional, from randomizers:
+                      "texture": {record}, "specular": [r, g, b],
+                      "dynamics": {"lateral_friction", "spinning_friction", "rolling_friction", "restitution"}}
       },
+      "joints": {"panda": {"panda_joint1": 0.3, ...}},  # optional: held during settling
       "physics": {"max_steps": 1000, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 0.004166}
     }
+
+Labeled fixtures become instances after the objects; with ``link_labels`` each link with visual
+geometry is one (uid ``"<fixture>/<link>"``, category ``"<category>/<link>"``). A texture ``{record}``
+is ``{"kind": "image", "path": ...}`` or a procedural record for
+:func:`simgen.randomizers.textures.render_texture`.
 
 Primitive shapes: ``{"shape": "box", "size": [x, y, z]}``, ``{"shape": "sphere", "radius": r}``,
 ``{"shape": "cylinder", "radius": r, "length": l}``, ``{"shape": "capsule", "radius": r, "length": l}``
@@ -33,8 +43,14 @@ View state (the input of :meth:`Backend.render`)::
                  "near": 0.05, "far": 10.0, "T_world_cam": 4x4 nested list (OpenCV axes)},
       "light": {"direction": [x, y, z],  # unit vector from the scene towards the light
                 "color": [r, g, b], "distance": 10.0,
-                "ambient": 0.6, "diffuse": 0.35, "specular": 0.05, "shadows": True}
+                "ambient": 0.6, "diffuse": 0.35, "specular": 0.05, "shadows": True},
+      "occluders": [  # optional: visual-only primitives for this view alone (physics untouched)
+        {"shape": "box", "size": [...], "position": [...], "orientation": [...], "color": [...], "labeled": False}
+      ]
     }
+
+PyBullet's EGL renderer uses only the light's direction (colour and coefficients are ignored, and
+shadows are always on); TinyRenderer uses them all.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ _BACKENDS: dict[tuple[str, str], Backend] = {}
 _BUILDS: dict[tuple[str, str], int] = {}
 #: PyBullet's EGL plugin never frees meshes on resetSimulation (about 10 MB per build, measured): a
 #: worker's EGL client is closed and started again after this many builds, which frees it.
-EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "32"))
+EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "8"))
 
 
 def _backend(name: str, renderer: str) -> Backend:
