@@ -71,7 +71,9 @@ def generate(
     resolution: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, overriding the spec.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing simgen dataset in OUT.")] = False,
-    shard_frames: Annotated[int, typer.Option(min=1, help="About how many frames per shard.")] = 64,
+    shard_frames: Annotated[
+        int | None, typer.Option(min=1, help="About how many frames per shard (default: up to 64, 4+ per worker).")
+    ] = None,
     asset_root: Annotated[list[Path] | None, typer.Option(help="Extra folder assets may come from.")] = None,
     runner: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,

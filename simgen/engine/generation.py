@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import shutil
 import time
@@ -143,7 +144,7 @@ def generate(
     resolution: tuple[int, int] | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    shard_frames: int = 64,
+    shard_frames: int | None = None,
     asset_roots: Sequence[str | Path] = (),
     runner: str = "local",
     ray_address: str | None = None,
@@ -164,7 +165,9 @@ def generate(
         resolution: ``(width, height)`` overriding the spec's camera.
         resume: Continue a run in ``out``, keeping every intact finished frame.
         overwrite: Delete an existing simgen dataset in ``out`` first.
-        shard_frames: About how many frames each shard holds (rounded to whole scenes).
+        shard_frames: About how many frames each shard holds (rounded to whole scenes). By default at
+            most 64, and small enough that every worker gets several shards; a resumed run keeps the
+            size its first run chose.
         asset_roots: Extra folders assets may come from.
         runner: ``local`` (process pool) or ``ray``.
         ray_address: With ``runner="ray"``, a running cluster's address; None starts a local one with
@@ -187,6 +190,7 @@ def generate(
 
     requested = renderer
     renderer = resolve_renderer(loaded.spec.backend, renderer)
+    shard_frames = _shard_frames(out, shard_frames, n_frames, workers, resume)
     plan = Plan.build(n_frames, loaded.spec.frames_per_scene, shard_frames=shard_frames)
     cats = categories(loaded)
     run = {
@@ -220,6 +224,16 @@ def generate(
     made = sum(r.frames for r in results)
     reused = skipped + sum(r.reused for r in results)
     return GenerateResult(out, n_frames, made, reused, dataset["renderer"], time.perf_counter() - start, dataset)
+
+
+def _shard_frames(out: Path, requested: int | None, n_frames: int, workers: int, resume: bool) -> int:
+    if requested is not None:
+        return requested
+    run_path = Layout(out).work / RUN_FILE
+    if resume and run_path.is_file():
+        return int(json.loads(run_path.read_text()).get("shard_frames", 64))
+    # Four shards per worker at least, so the pool stays busy to the end; never more than 64 frames.
+    return max(1, min(64, math.ceil(n_frames / (4 * max(workers, 1)))))
 
 
 def _with_resolution(loaded: LoadedSpec, resolution: tuple[int, int]) -> LoadedSpec:
