@@ -6,6 +6,7 @@ Prints, in one run:
   * peak RSS of 5,000 vs 500 frames (small res):  target <= 1.1x
 
 Each run happens in a fresh subprocess, so peak RSS and start-up costs are measured honestly.
+Set SIMGEN_BENCH_RENDERER=tiny (or egl) to pin the renderer.
 Usage: python benchmarks/scaling.py [--frames 64] [--small 500] [--large 5000]
 """
 
@@ -34,7 +35,8 @@ raw["objects"][0]["count"] = int(count)
 raw["frames_per_scene"] = int(fps)
 spec = load_spec(raw, base_dir=os.path.dirname(spec_path))
 t = time.perf_counter()
-r = generate(spec, out, n_frames=int(n), seed=0, workers=int(workers), runner=runner, resolution=(int(w), int(h)))
+r = generate(spec, out, n_frames=int(n), seed=0, workers=int(workers), runner=runner, resolution=(int(w), int(h)),
+             renderer=os.environ.get("SIMGEN_BENCH_RENDERER", "auto"))
 dt = time.perf_counter() - t
 rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({"fps": int(n) / dt, "seconds": dt, "peak_rss_mb": rss / 1024, "renderer": r.renderer}))
@@ -57,9 +59,20 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=5000)
     parser.add_argument("--ray-frames", type=int, default=160, help="enough to amortise Ray's start-up")
+    parser.add_argument("--only", choices=["workers", "ray", "rss"], default=None, help="run one section")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="simgen-scaling-"))
     res, count = (320, 240), 15
+    if args.only in (None, "workers"):
+        workers_section(tmp, args, res, count)
+    if args.only in (None, "ray"):
+        ray_section(tmp, args, res, count)
+    if args.only in (None, "rss"):
+        rss_section(tmp, args)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def workers_section(tmp: Path, args: argparse.Namespace, res: tuple[int, int], count: int) -> None:
     one = run(tmp / "w1", args.frames, 1, "local", res, count, 4)
     two = run(tmp / "w2", args.frames, 2, "local", res, count, 4)
     print(f"1 worker  {one['fps']:.2f} frames/s ({one['renderer']}; llvmpipe and the label thread use both cores)")
@@ -70,17 +83,22 @@ def main() -> None:
         pinned = run(tmp / "pin", args.frames, 1, "local", res, count, 4, pin_one_core=True, env=single)
         print(f"1 worker on 1 core {pinned['fps']:.2f} frames/s -> 2 workers on 2 cores: "
               f"{two['fps'] / pinned['fps']:.2f}x per-core scaling")  # fmt: skip
+
+
+def ray_section(tmp: Path, args: argparse.Namespace, res: tuple[int, int], count: int) -> None:
     ray = run(tmp / "ray", args.ray_frames, 2, "ray", res, count, 4)
     pool = run(tmp / "pool", args.ray_frames, 2, "local", res, count, 4)
     print(f"{args.ray_frames} frames: ray {ray['fps']:.2f} frames/s vs pool {pool['fps']:.2f} frames/s   "
           f"ratio {ray['fps'] / pool['fps']:.2f}x (target >= 0.9x)")  # fmt: skip
+
+
+def rss_section(tmp: Path, args: argparse.Namespace) -> None:
     small = run(tmp / "small", args.small, 1, "local", (64, 48), 3, 50)
     large = run(tmp / "large", args.large, 1, "local", (64, 48), 3, 50)
     ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
     print(f"peak RSS {args.small} frames {small['peak_rss_mb']:.0f} MB")
     print(f"peak RSS {args.large} frames {large['peak_rss_mb']:.0f} MB")
     print(f"   ratio {ratio:.3f} (target <= 1.1)")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
