@@ -27,8 +27,10 @@ $(VENV)/.all: $(VENV)/.core
 	touch $@
 
 setup: system-deps $(VENV)/.core
+	@mkdir -p $(MESA_SHADER_CACHE_DIR)
 
 setup-all: system-deps $(VENV)/.all
+	@mkdir -p $(MESA_SHADER_CACHE_DIR)
 
 demo: setup
 	$(SIMGEN) generate scenes/tabletop_clutter.yaml -n 200 -o out/tabletop --seed 7 --workers 2 --overwrite

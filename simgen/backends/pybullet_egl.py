@@ -27,24 +27,32 @@ EGL_BUSY = "another EGL backend is alive in this process (the plugin supports on
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """Point file descriptor 1 at /dev/null inside the block (C-level prints included)."""
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no fd 1 at all: nothing to protect
-        yield
-        return
+    """Point file descriptors 1 and 2 at /dev/null inside the block (C-level prints included).
+
+    The EGL plugin prints GL details to stdout and "EGL device choice" to stderr on every load and
+    close; a failed load is reported through its return value, so nothing useful is lost.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved: list[tuple[int, int]] = []
+    for fd in (1, 2):
+        try:
+            saved.append((fd, os.dup(fd)))
+        except OSError:  # no such fd: nothing to protect
+            continue
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
+    for fd, _ in saved:
+        os.dup2(devnull, fd)
     os.close(devnull)
     try:
         yield
     finally:
-        with contextlib.suppress(Exception):  # flush C stdio buffers into /dev/null before restoring fd 1
+        with contextlib.suppress(Exception):  # flush C stdio buffers into /dev/null before restoring
             ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def disconnect(cid: int, quiet: bool) -> None:
