@@ -106,7 +106,8 @@ def generate(
     console.print(
         f"[green]wrote[/] {result.n_frames} frames to {result.out} "
         f"({result.made} rendered, {result.reused} kept) with renderer {result.renderer} in {result.seconds:.1f} s "
-        f"({rate:.1f} frames/s)"
+        f"({rate:.1f} frames/s)",
+        soft_wrap=True,
     )
     if preview:
         from simgen.inspect_dataset import write_preview
