@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pybullet as p
-import pybullet_data
 import pytest
 
 from simgen.backends import BACKENDS, make_backend
@@ -27,113 +26,21 @@ from simgen.backends.pybullet_backend import PyBulletBackend
 from simgen.backends.pybullet_camera import box_corners, matrix_quaternion, project_points
 from simgen.backends.pybullet_geometry import mesh_vertices
 from simgen.errors import AssetError, BackendUnavailable, RegistryError
+from simgen.testing.pybullet_scenes import (
+    DATA,
+    K_CENTRED,
+    H,
+    W,
+    look_at,
+    look_down,
+    obj,
+    physics_snapshot,
+    quat,
+    scene,
+    view,
+)
 
-DATA = Path(pybullet_data.getDataPath())
-W, H = 160, 120
-K_CENTRED = [[110.0, 0.0, 80.0], [0.0, 110.0, 60.0], [0.0, 0.0, 1.0]]
 K_SHIFTED = [[131.7, 0.0, 63.3], [0.0, 97.2, 71.9], [0.0, 0.0, 1.0]]  # fx != fy, principal point off-centre
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def look_down(x: float = 0.0, y: float = 0.0, z: float = 2.0) -> np.ndarray:
-    """A camera at (x, y, z) looking straight down (OpenCV axes: x = world x, y = world -y, z = world -z)."""
-    T = np.eye(4)
-    T[:3, :3] = [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]]
-    T[:3, 3] = [x, y, z]
-    return T
-
-
-def look_at(eye: list[float], target: list[float]) -> np.ndarray:
-    eye_a, target_a = np.asarray(eye, float), np.asarray(target, float)
-    forward = (target_a - eye_a) / np.linalg.norm(target_a - eye_a)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    T = np.eye(4)
-    T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = right, down, forward, eye_a
-    return T
-
-
-def view(
-    T: np.ndarray,
-    K: list[list[float]] = K_CENTRED,
-    *,
-    width: int = W,
-    height: int = H,
-    near: float = 0.05,
-    far: float = 10.0,
-    light: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "camera": {"width": width, "height": height, "K": K, "near": near, "far": far, "T_world_cam": T.tolist()}
-    }
-    out["light"] = light or {
-        "direction": [0.3, 0.2, 0.93],
-        "color": [1.0, 1.0, 1.0],
-        "distance": 10.0,
-        "ambient": 0.6,
-        "diffuse": 0.35,
-        "specular": 0.05,
-        "shadows": True,
-    }
-    return out
-
-
-def obj(
-    uid: str,
-    *,
-    path: Path | str | None = None,
-    shape: dict[str, Any] | None = None,
-    position: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    orientation: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0),
-    scale: float = 1.0,
-    color: list[float] | None = None,
-    mass: float | None = None,
-) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "group": uid.split("/")[0],
-        "asset": str(path or ""),
-        "path": str(path) if path else None,
-        "shape": shape,
-        "category": uid.split("/")[0],
-        "labeled": True,
-        "tags": [],
-        "position": list(position),
-        "orientation": list(orientation),
-        "scale": scale,
-        "color": color,
-        "mass": mass,
-    }
-
-
-def scene(objects: list[dict[str, Any]], *, ground: str = "none", table: bool = False) -> dict[str, Any]:
-    fixtures = []
-    if table:
-        fixtures.append(
-            {
-                "uid": "table",
-                "asset": "pybullet_data:table/table.urdf",
-                "path": str(DATA / "table/table.urdf"),
-                "shape": None,
-                "position": [0.0, 0.0, 0.0],
-                "orientation": [0.0, 0.0, 0.0, 1.0],
-                "scale": 1.0,
-                "color": None,
-            }
-        )
-    return {
-        "ground": {"kind": ground, "color": None},
-        "fixtures": fixtures,
-        "objects": {o["uid"]: o for o in objects},
-        "physics": {"max_steps": 1500, "rest_velocity": 0.01, "gravity": -9.81, "timestep": 1.0 / 240.0},
-    }
-
-
-def quat(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
-    return tuple(p.getQuaternionFromEuler([roll, pitch, yaw]))  # type: ignore[return-value]
 
 
 def mask_centroid(mask: np.ndarray) -> np.ndarray:
@@ -585,24 +492,15 @@ def test_one_egl_backend_per_process(egl: PyBulletBackend) -> None:
 # ---------------------------------------------------------------------------------------------- visibility
 
 
-def _physics_snapshot(backend: PyBulletBackend) -> list[Any]:
-    cid = backend.client_id
-    bodies = [p.getBodyUniqueId(i, physicsClientId=cid) for i in range(p.getNumBodies(physicsClientId=cid))]
-    return [
-        (p.getBasePositionAndOrientation(b, physicsClientId=cid), p.getBaseVelocity(b, physicsClientId=cid))
-        for b in bodies
-    ]
-
-
 def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two_link_urdf: Path) -> None:
     pile = _pile(two_link_urdf)
     backend.build(pile)
     settled = backend.settle()
     cam = view(look_at([0.35, -0.45, 1.25], [0.0, 0.0, 0.65]))
-    before = _physics_snapshot(backend)
+    before = physics_snapshot(backend)
     plain = backend.render(cam)
     frame = backend.render(cam, visibility=True)
-    assert _physics_snapshot(backend) == before, "visibility renders changed the physics state"
+    assert physics_snapshot(backend) == before, "visibility renders changed the physics state"
     again = backend.render(cam)
     np.testing.assert_array_equal(again.rgb, plain.rgb)  # colours and bodies are back
     np.testing.assert_array_equal(again.instance_ids, plain.instance_ids)
