@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simgen.writers.atomic import encode_png
+from simgen.writers.atomic import encode_png, sha256_file
 
 __all__ = ["encode_png", "sha256_file", "write_file"]
 
@@ -60,12 +60,3 @@ def write_file(root: Path, rel: str, data: bytes) -> str:
         fh.write(data)
     os.replace(tmp, path)
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -166,3 +166,14 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> str:
     data = encode_png(image)
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -62,7 +62,7 @@ from simgen.engine.files import write_file
 from simgen.errors import SimgenError
 from simgen.labels.depth import depth_to_png_mm
 from simgen.labels.poses import invert_rigid
-from simgen.writers.atomic import atomic_write_bytes, encode_png
+from simgen.writers.atomic import atomic_write_bytes, encode_png, sha256_file
 from simgen.writers.base import FrameContext, FrameOutput
 
 BOP_DIR = "bop"
@@ -116,14 +116,6 @@ def bop_json(content: Mapping[Any, Any]) -> bytes:
         f"  {json.dumps(str(k))}: {json.dumps(v, sort_keys=True, allow_nan=False)}" for k, v in sorted(content.items())
     ]
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
@@ -239,7 +231,7 @@ class BopWriter:
             rel = f"{base}/{kind}/{im_id:06d}{src.suffix}"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(src, root / rel)
-            files[rel] = _sha256_file(root / rel)
+            files[rel] = sha256_file(root / rel)
 
         ids = np.asarray(buffers.instance_ids)
         valid_depth = depth_to_png_mm(buffers.depth_m) > 0
