@@ -174,6 +174,29 @@ def _complete_lines(path: Path) -> list[str]:
     return out
 
 
+@dataclass
+class RenderedFrame:
+    """A frame fresh from the renderer, on its way to labels and files.
+
+    Attributes:
+        frame: Frame index.
+        scene: Scene index.
+        buffers: What the backend rendered.
+        view_patches: The view randomizers' patches, by randomizer.
+        sensor_patches: The sensor effects' drawn parameters, by randomizer.
+        extra: Manifest fields of the scene's first frame (its scene patches and settled poses), else empty.
+        timings: Milliseconds spent so far, by stage.
+    """
+
+    frame: int
+    scene: int
+    buffers: FrameBuffers
+    view_patches: dict[str, Any]
+    sensor_patches: dict[str, Any]
+    extra: dict[str, Any]
+    timings: dict[str, float]
+
+
 class _FrameSink:
     """Labels, encodes and writes frames on one background thread, in frame order.
 
@@ -195,21 +218,11 @@ class _FrameSink:
         self.totals: dict[str, float] = {}
         self.made = 0
 
-    def submit(
-        self,
-        frame: int,
-        scene: int,
-        buffers: FrameBuffers,
-        view_patches: dict[str, Any],
-        sensor_patches: dict[str, Any],
-        extra: dict[str, Any],
-        timings: dict[str, float],
-    ) -> None:
+    def submit(self, rendered: RenderedFrame) -> None:
         """Queue one rendered frame; blocks while ``depth`` frames are already waiting."""
         while len(self.pending) >= self.depth:
             self._collect(self.pending.popleft())
-        args = (frame, scene, buffers, view_patches, sensor_patches, extra, timings)
-        self.pending.append(self.pool.submit(self._finish, *args))
+        self.pending.append(self.pool.submit(self._finish, rendered))
 
     def close(self, *, wait: bool = True) -> None:
         """Finish (or, after an error, abandon) the queued frames and stop the thread."""
@@ -226,17 +239,9 @@ class _FrameSink:
         if self.progress:
             self.progress(1)
 
-    def _finish(
-        self,
-        frame: int,
-        scene: int,
-        buffers: FrameBuffers,
-        view_patches: dict[str, Any],
-        sensor_patches: dict[str, Any],
-        extra: dict[str, Any],
-        timings: dict[str, float],
-    ) -> dict[str, float]:
+    def _finish(self, rendered: RenderedFrame) -> dict[str, float]:
         spec, job, layout = self.loaded.spec, self.job, self.layout
+        frame, scene, buffers = rendered.frame, rendered.scene, rendered.buffers
         t0 = time.perf_counter()
         annotations = annotate(
             buffers,
@@ -247,7 +252,7 @@ class _FrameSink:
         t1 = time.perf_counter()
         rgb = buffers.rgb
         if self.randomizers.sensor:
-            rgb = apply_sensor(buffers, self.randomizers, sensor_patches, job.seed, frame)
+            rgb = apply_sensor(buffers, self.randomizers, rendered.sensor_patches, job.seed, frame)
         t2 = time.perf_counter()
         encoded: dict[str, bytes] = {}
         if spec.outputs.rgb:
@@ -286,15 +291,19 @@ class _FrameSink:
                 lines[writer_fragment(writer.name)] = {"frame": frame, "record": output.record}
         t5 = time.perf_counter()
         timings = {
-            **timings, "labels": _ms(t0, t1), "sensor": _ms(t1, t2), "encode": _ms(t2, t3), "write": _ms(t3, t4),
+            **rendered.timings,
+            "labels": _ms(t0, t1),
+            "sensor": _ms(t1, t2),
+            "encode": _ms(t2, t3),
+            "write": _ms(t3, t4),
             "writers": _ms(t4, t5),
-        }  # fmt: skip
+        }
         lines[MANIFEST_FRAGMENT] = {
             "frame": frame,
             "scene": scene,
-            **extra,
-            "view": view_patches,
-            "sensor": sensor_patches,
+            **rendered.extra,
+            "view": rendered.view_patches,
+            "sensor": rendered.sensor_patches,
             "n_objects": len(buffers.objects),
             "n_annotations": len(annotations),
             "files": files,
@@ -350,7 +359,7 @@ def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> S
                 t6 = time.perf_counter()
                 timings = {**(scene_timings if first else {}), "sample_view": _ms(t4, t5), "render": _ms(t5, t6)}
                 extra = {"scene_patches": scene_patches, "settled": settled} if first else {}
-                sink.submit(frame, scene, buffers, view_patches, sensor_patches, extra, timings)
+                sink.submit(RenderedFrame(frame, scene, buffers, view_patches, sensor_patches, extra, timings))
         ok = True
     finally:
         try:
