@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +30,13 @@ import cv2
 import numpy as np
 
 import simgen
+from simgen.engine.files import write_file
 from simgen.errors import OutputExistsError, SimgenError
 from simgen.refine.base import Refiner
 from simgen.refine.check import CheckConfig, check_frame, edge_structure
 from simgen.refine.controls import control_images
 from simgen.refine.settings import RefineSettings, RefineSettingsError, frame_seed, render_prompt
+from simgen.writers.atomic import atomic_open, atomic_write_bytes, encode_png
 
 __all__ = ["REFINED_COCO", "REFINED_DIR", "RefineResult", "build_refiner", "refine_dataset"]
 
@@ -114,23 +114,9 @@ def _read_json(path: Path) -> Any:
         raise SimgenError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> str:
     data = (json.dumps(obj, indent=indent) + "\n").encode()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return _sha256(data)
 
 
@@ -141,26 +127,18 @@ def _rewrite_manifest(path: Path, records: dict[int, dict[str, Any]]) -> str:
         The SHA-256 of the new manifest.
     """
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as dst, path.open() as src:
-            for line in src:
-                if not line.strip():
-                    continue
-                entry = json.loads(line)
-                entry.pop("refine", None)
-                record = records.get(int(entry.get("frame", -1)))
-                if record is not None:
-                    entry["refine"] = record
-                text = json.dumps(entry, separators=(",", ":")) + "\n"
-                digest.update(text.encode())
-                dst.write(text)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as dst, path.open() as src:
+        for line in src:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            entry.pop("refine", None)
+            record = records.get(int(entry.get("frame", -1)))
+            if record is not None:
+                entry["refine"] = record
+            text = json.dumps(entry, separators=(",", ":")) + "\n"
+            digest.update(text.encode())
+            dst.write(text)
     return digest.hexdigest()
 
 
@@ -347,15 +325,12 @@ def refine_dataset(
             status = "accepted" if result.passed else ("flagged" if on_mismatch == "flag" else "rejected")
             stem = Path(im["file_name"]).stem
             rel = f"{REJECTED_DIR if status == 'rejected' else REFINED_DIR}/{stem}.png"
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(new, cv2.COLOR_RGB2BGR))
-            if not ok:  # pragma: no cover
-                raise SimgenError(f"frame {frame}: could not encode the refined PNG")
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            data = buf.tobytes()
-            _atomic_write_bytes(out / rel, data, fsync=False)
+            # Like the generator's frame files: temporary name and rename, checksummed, no per-file fsync.
+            digest = write_file(out, rel, encode_png(new))
             record = {
                 "status": status,
-                "file": {"path": rel, "sha256": _sha256(data)},
+                "file": {"path": rel, "sha256": digest},
                 "source": im["file_name"],
                 "seed": seed,
                 "prompt": prompt,
