@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -64,14 +63,13 @@ from simgen.labels.depth import depth_to_png_mm
 from simgen.labels.poses import invert_rigid
 from simgen.writers.atomic import atomic_write_bytes, encode_png, sha256_file
 from simgen.writers.base import FrameContext, FrameOutput
+from simgen.writers.coco import rounded
 
 BOP_DIR = "bop"
 SPLIT = "train_pbr"
 CAMERA_FILE = f"{BOP_DIR}/camera.json"
 MODELS_INFO_FILE = f"{BOP_DIR}/models/models_info.json"
 CHUNK_FILES = ("scene_camera", "scene_gt", "scene_gt_info")
-#: Decimals every float is rounded to (as in the COCO writer).
-FLOAT_DECIMALS = 6
 #: Largest chunk size whose image ids still fit the format's 6 digits.
 MAX_CHUNK_SIZE = 1_000_000
 _EMPTY_BOX = [-1, -1, -1, -1]
@@ -82,10 +80,7 @@ class BopWriteError(SimgenError, ValueError):
 
 
 def _r(x: float) -> float:
-    v = float(x)
-    if not math.isfinite(v):
-        raise BopWriteError(f"expected a finite number, got {v}")
-    return round(v, FLOAT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return rounded(x, BopWriteError)  # the COCO writer's rounding, so both formats agree to the byte
 
 
 def _rs(values: Any) -> list[float]:

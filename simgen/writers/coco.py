@@ -49,11 +49,13 @@ class CocoWriteError(SimgenError, ValueError):
     """A frame record or a fragment cannot be written as COCO (unknown category, torn line, duplicate frame ...)."""
 
 
-def _f(x: float) -> float:
+def rounded(x: float, error: type[Exception] = CocoWriteError) -> float:
+    """``x`` rounded to FLOAT_DECIMALS, so output bytes do not depend on float noise; refuses NaN and infinity."""
     v = float(x)
     if not math.isfinite(v):
-        raise CocoWriteError(f"expected a finite number, got {v}")
+        raise error(f"expected a finite number, got {v}")
     return round(v, FLOAT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
 
 
 def _floats(values: Any) -> list[Any]:
@@ -65,7 +67,7 @@ def _floats(values: Any) -> list[Any]:
 
 
 def _opt(x: float | None) -> float | None:
-    return None if x is None else _f(x)
+    return None if x is None else rounded(x)
 
 
 def annotation_record(
@@ -101,7 +103,7 @@ def annotation_record(
         "instance_id": int(ann.instance_id),
         "uid": ann.uid,
         "bbox_amodal": None if ann.bbox_amodal is None else _floats(ann.bbox_amodal),
-        "truncation": _f(ann.truncation),
+        "truncation": rounded(ann.truncation),
         "visibility": _opt(ann.visibility),
         "px_count_visible": int(ann.px_count_visible),
         "px_count_unoccluded": None if ann.px_count_unoccluded is None else int(ann.px_count_unoccluded),
