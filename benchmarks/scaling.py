@@ -7,7 +7,7 @@ Prints, in one run:
 
 Each run happens in a fresh subprocess, so peak RSS and start-up costs are measured honestly.
 Set SIMGEN_BENCH_RENDERER=tiny (or egl) to pin the renderer.
-Usage: python benchmarks/scaling.py [--frames 64] [--small 500] [--large 5000]
+Usage: python benchmarks/scaling.py [--frames 160] [--rounds 2] [--small 500] [--large 5000] [--only ...]
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "scenes" / "tabletop_clutter.yaml"
+SINGLE_THREAD = {"LP_NUM_THREADS": "0"}
 
 CHILD = r"""
 import json, resource, sys, time, os
@@ -55,7 +57,8 @@ def run(out: Path, n: int, workers: int, runner: str, res: tuple[int, int], coun
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=160, help="frames of each workers run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best of each is kept")
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=5000)
     parser.add_argument("--ray-frames", type=int, default=160, help="enough to amortise Ray's start-up")
@@ -72,23 +75,50 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def best_of(rounds: int, runs: dict[str, Callable[[Path], dict]], tmp: Path) -> dict[str, dict]:
+    """Run every configuration ``rounds`` times, interleaved (the machine's load drifts), and keep each one's best."""
+    best: dict[str, dict] = {}
+    for r in range(rounds):
+        for name, fn in runs.items():
+            result = fn(tmp / f"{name}-{r}")
+            if name not in best or result["fps"] > best[name]["fps"]:
+                best[name] = result
+    return best
+
+
 def workers_section(tmp: Path, args: argparse.Namespace, res: tuple[int, int], count: int) -> None:
-    one = run(tmp / "w1", args.frames, 1, "local", res, count, 4)
-    two = run(tmp / "w2", args.frames, 2, "local", res, count, 4)
+    n = args.frames
+    runs = {
+        "one": lambda out: run(out, n, 1, "local", res, count, 4),
+        "two": lambda out: run(out, n, 2, "local", res, count, 4),
+    }
+    if shutil.which("taskset"):
+        # Per-core scaling: one worker confined to one core (llvmpipe on its own thread) vs two workers on two cores.
+        runs["pinned"] = lambda out: run(out, n, 1, "local", res, count, 4, pin_one_core=True, env=SINGLE_THREAD)
+    best = best_of(args.rounds, runs, tmp)
+    one, two = best["one"], best["two"]
+    print(f"{n} frames, best of {args.rounds} interleaved rounds")
     print(f"1 worker  {one['fps']:.2f} frames/s ({one['renderer']}; llvmpipe and the label thread use both cores)")
     print(f"2 workers {two['fps']:.2f} frames/s   ratio {two['fps'] / one['fps']:.2f}x (target >= 1.8x)")
-    if shutil.which("taskset"):
-        # Per-core scaling: one worker confined to one core vs two workers on two cores.
-        single = {"LP_NUM_THREADS": "1"}
-        pinned = run(tmp / "pin", args.frames, 1, "local", res, count, 4, pin_one_core=True, env=single)
+    if "pinned" in best:
+        pinned = best["pinned"]
         print(f"1 worker on 1 core {pinned['fps']:.2f} frames/s -> 2 workers on 2 cores: "
               f"{two['fps'] / pinned['fps']:.2f}x per-core scaling")  # fmt: skip
 
 
 def ray_section(tmp: Path, args: argparse.Namespace, res: tuple[int, int], count: int) -> None:
-    ray = run(tmp / "ray", args.ray_frames, 2, "ray", res, count, 4)
-    pool = run(tmp / "pool", args.ray_frames, 2, "local", res, count, 4)
-    print(f"{args.ray_frames} frames: ray {ray['fps']:.2f} frames/s vs pool {pool['fps']:.2f} frames/s   "
+    n = args.ray_frames
+    best = best_of(
+        args.rounds,
+        {
+            "ray": lambda out: run(out, n, 2, "ray", res, count, 4),
+            "pool": lambda out: run(out, n, 2, "local", res, count, 4),
+        },
+        tmp,
+    )
+    ray, pool = best["ray"], best["pool"]
+    print(f"{n} frames, best of {args.rounds} interleaved rounds, each including Ray's local cluster start and stop")
+    print(f"ray {ray['fps']:.2f} frames/s vs pool {pool['fps']:.2f} frames/s   "
           f"ratio {ray['fps'] / pool['fps']:.2f}x (target >= 0.9x)")  # fmt: skip
 
 

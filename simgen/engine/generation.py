@@ -17,7 +17,7 @@ from typing import Any
 import simgen
 from simgen.engine.files import COCO_FILE, DATASET_FILE, FRAME_DIRS, MANIFEST_FILE, Layout, sha256_file
 from simgen.engine.plan import Plan
-from simgen.engine.runner import run_local
+from simgen.engine.runner import start_runner
 from simgen.engine.shard import (
     COCO_FRAGMENT,
     MANIFEST_FRAGMENT,
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 KEY_PACKAGES = ("numpy", "pybullet", "opencv-python-headless", "pydantic", "pycocotools", "pyyaml")
 RUN_FILE = "run.json"
+SHARDS_PER_WORKER = 16
 
 
 @dataclass
@@ -98,7 +99,24 @@ def package_versions(names: Sequence[str] = KEY_PACKAGES) -> dict[str, str | Non
     return out
 
 
+def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an output folder that can be neither started, resumed nor overwritten (before any work starts)."""
+    layout = Layout(out)
+    if not (out.exists() and any(out.iterdir())) or (resume and (layout.work / RUN_FILE).is_file()):
+        return
+    if overwrite:
+        if not (layout.work.is_dir() or (out / DATASET_FILE).is_file()):
+            raise OutputExistsError(f"{out} is not empty and is not a simgen dataset; refusing to delete it")
+    elif resume and layout.work.is_dir() and not any((layout.work / "shards").glob("*/*")):
+        pass  # killed before its first shard started: nothing to keep, start afresh
+    elif resume:
+        raise OutputExistsError(f"{out} is not empty and holds no simgen run to resume")
+    else:
+        raise OutputExistsError(f"{out} is not empty; pass --resume to continue its run or --overwrite to replace it")
+
+
 def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    _check_out(out, resume=resume, overwrite=overwrite)
     layout = Layout(out)
     run_path = layout.work / RUN_FILE
     if out.exists() and any(out.iterdir()):
@@ -113,17 +131,7 @@ def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: boo
                 )
             return
         if overwrite:
-            if not (layout.work.is_dir() or (out / DATASET_FILE).is_file()):
-                raise OutputExistsError(f"{out} is not empty and is not a simgen dataset; refusing to delete it")
             shutil.rmtree(out)
-        elif resume and layout.work.is_dir() and not any((layout.work / "shards").glob("*/*")):
-            pass  # killed before its first shard started: nothing to keep, start afresh
-        elif resume:
-            raise OutputExistsError(f"{out} is not empty and holds no simgen run to resume")
-        else:
-            raise OutputExistsError(
-                f"{out} is not empty; pass --resume to continue its run or --overwrite to replace it"
-            )
     from simgen.writers.atomic import atomic_write_json
 
     # run.json first: from then on the folder is a resumable simgen run, whatever else a kill interrupts.
@@ -166,7 +174,7 @@ def generate(
         resume: Continue a run in ``out``, keeping every intact finished frame.
         overwrite: Delete an existing simgen dataset in ``out`` first.
         shard_frames: About how many frames each shard holds (rounded to whole scenes). By default at
-            most 64, and small enough that every worker gets several shards; a resumed run keeps the
+            most 64, and small enough that every worker gets sixteen shards; a resumed run keeps the
             size its first run chose.
         asset_roots: Extra folders assets may come from.
         runner: ``local`` (process pool) or ``ray``.
@@ -186,40 +194,43 @@ def generate(
     if seed < 0:
         raise SimgenError(f"seed must be >= 0, got {seed}")
     out = Path(out)
-    from simgen.backends import resolve_renderer
-
-    requested = renderer
-    renderer = resolve_renderer(loaded.spec.backend, renderer)
+    if runner not in ("local", "ray"):
+        raise SimgenError(f"unknown runner '{runner}'; expected 'local' or 'ray'")
+    _check_out(out, resume=resume, overwrite=overwrite)
     shard_frames = _shard_frames(out, shard_frames, n_frames, workers, resume)
     plan = Plan.build(n_frames, loaded.spec.frames_per_scene, shard_frames=shard_frames)
-    cats = categories(loaded)
-    run = {
-        "spec_sha256": loaded.digest(),
-        "seed": seed,
-        "n_frames": n_frames,
-        "backend": loaded.spec.backend,
-        "renderer": renderer,
-        "shard_frames": shard_frames,
-    }
-    _prepare_out(out, run, resume=resume, overwrite=overwrite)
-    layout = Layout(out)
-    source = SpecSource.of(loaded)
-    jobs = [
-        ShardJob(source, seed, plan, shard, str(out), loaded.spec.backend, renderer, tuple(cats))
-        for shard in plan.shards
-        if not layout.done_marker(shard.name).is_file()
-    ]
-    skipped = sum(s.n_frames for s in plan.shards if layout.done_marker(s.name).is_file())
-    if progress and skipped:
-        progress(skipped)
-    if runner == "ray":
-        from simgen.engine.ray_runner import run_ray
+    # Workers (or the Ray cluster) start now and import simgen while this process probes the renderer.
+    started = start_runner(runner, workers, n_jobs=len(plan.shards), ray_address=ray_address)
+    try:
+        from simgen.backends import resolve_renderer
 
-        results = run_ray(jobs, progress, address=ray_address, num_cpus=workers)
-    elif runner == "local":
-        results = run_local(jobs, workers, progress)
-    else:
-        raise SimgenError(f"unknown runner '{runner}'; expected 'local' or 'ray'")
+        requested = renderer
+        renderer = resolve_renderer(loaded.spec.backend, renderer)
+        cats = categories(loaded)
+        run = {
+            "spec_sha256": loaded.digest(),
+            "seed": seed,
+            "n_frames": n_frames,
+            "backend": loaded.spec.backend,
+            "renderer": renderer,
+            "shard_frames": shard_frames,
+        }
+        _prepare_out(out, run, resume=resume, overwrite=overwrite)
+        layout = Layout(out)
+        source = SpecSource.of(loaded)
+        jobs = [
+            ShardJob(
+                source, seed, plan, shard, str(out), loaded.spec.backend, renderer, tuple(cats), started.background_sink
+            )
+            for shard in plan.shards
+            if not layout.done_marker(shard.name).is_file()
+        ]
+        skipped = sum(s.n_frames for s in plan.shards if layout.done_marker(s.name).is_file())
+        if progress and skipped:
+            progress(skipped)
+        results = started.run(jobs, progress)
+    finally:
+        started.close()
     dataset = _finalize(loaded, layout, plan, cats, seed, renderer, results, start, workers, runner, requested)
     made = sum(r.frames for r in results)
     reused = skipped + sum(r.reused for r in results)
@@ -232,8 +243,9 @@ def _shard_frames(out: Path, requested: int | None, n_frames: int, workers: int,
     run_path = Layout(out).work / RUN_FILE
     if resume and run_path.is_file():
         return int(json.loads(run_path.read_text()).get("shard_frames", 64))
-    # Four shards per worker at least, so the pool stays busy to the end; never more than 64 frames.
-    return max(1, min(64, math.ceil(n_frames / (4 * max(workers, 1)))))
+    # Sixteen shards per worker, so that the last one to finish is short and no core idles for long
+    # at the end; never more than 64 frames, so a kill loses little and a resume checks little.
+    return max(1, min(64, math.ceil(n_frames / (SHARDS_PER_WORKER * max(workers, 1)))))
 
 
 def _with_resolution(loaded: LoadedSpec, resolution: tuple[int, int]) -> LoadedSpec:

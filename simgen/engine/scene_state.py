@@ -106,9 +106,7 @@ def sample_view(
     side = frame_index % 2 if stereo else None
     for pos, r in enumerate(randomizers.view):
         rng = rng_for(seed, "stereo-view" if stereo else "view", key, pos, r.name)
-        ctx = SampleContext(
-            loaded.spec, key, scene_state, loaded.base_dir, loaded.roots, stereo_side=side, view=view
-        )
+        ctx = SampleContext(loaded.spec, key, scene_state, loaded.base_dir, loaded.roots, stereo_side=side, view=view)
         patch = r.sample(rng, ctx)
         patches[_key(r, pos)] = patch
         view = merge_patch(view, patch)

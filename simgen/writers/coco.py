@@ -57,7 +57,6 @@ def rounded(x: float, error: type[Exception] = CocoWriteError) -> float:
     return round(v, FLOAT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-
 def _floats(values: Any) -> list[Any]:
     """Nested lists of rounded floats from an array-like."""
     a = np.asarray(values, dtype=np.float64)

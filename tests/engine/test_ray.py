@@ -32,4 +32,6 @@ def test_ray_local_cluster_matches_local_pool(tmp_path: Path, monkeypatch: pytes
         assert names == sorted(p.name for p in (tmp_path / "ray" / sub).glob("*.png")) and len(names) == 8
         for name in names:
             assert (tmp_path / "local" / sub / name).read_bytes() == (tmp_path / "ray" / sub / name).read_bytes()
-    assert (tmp_path / "local/annotations.coco.json").read_bytes() == (tmp_path / "ray/annotations.coco.json").read_bytes()
+    assert (tmp_path / "local/annotations.coco.json").read_bytes() == (
+        tmp_path / "ray/annotations.coco.json"
+    ).read_bytes()

@@ -45,7 +45,9 @@ def reference(spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def dataset_bytes(root: Path) -> dict[str, bytes]:
-    files = {str(p.relative_to(root)): p.read_bytes() for d in ("images", "depth", "instances") for p in (root / d).glob("*")}
+    files = {
+        str(p.relative_to(root)): p.read_bytes() for d in ("images", "depth", "instances") for p in (root / d).glob("*")
+    }
     files["annotations.coco.json"] = (root / "annotations.coco.json").read_bytes()
     return files
 
@@ -62,7 +64,9 @@ def _cli(spec_file: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume_is_byte_identical(spec_file: Path, reference: Path, tmp_path: Path) -> None:
+def test_sigkill_at_random_points_then_resume_is_byte_identical(
+    spec_file: Path, reference: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "killed"
     rng = np.random.default_rng(2024)  # the kill points are random but reproducible
     kills = 0

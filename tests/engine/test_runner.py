@@ -1,0 +1,77 @@
+"""Runners: which one a run gets, how it starts, how work is cut for it, and what it refuses up front."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from simgen.engine import generate, generation, runner
+from simgen.engine.generation import SHARDS_PER_WORKER, _shard_frames
+from simgen.engine.plan import Plan
+from simgen.errors import OutputExistsError, SimgenError
+from simgen.spec import load_spec, read_spec_file
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = REPO / "scenes" / "tabletop_clutter.yaml"
+
+
+def test_one_worker_or_one_shard_runs_in_process() -> None:
+    assert isinstance(runner.start_runner("local", 1, n_jobs=10), runner.InProcessRunner)
+    assert isinstance(runner.start_runner("local", 4, n_jobs=1), runner.InProcessRunner)
+    with pytest.raises(SimgenError, match="unknown runner 'dask'"):
+        runner.start_runner("dask", 2, n_jobs=4)
+
+
+def test_pool_workers_start_before_the_first_job() -> None:
+    pool = runner.start_runner("local", 2, n_jobs=8)
+    try:
+        assert isinstance(pool, runner.PoolRunner)
+        # The warm-up imports ran in other processes, before any shard was handed out.
+        pids = {fut.result(timeout=120) for fut in pool.warming}
+        assert pids and os.getpid() not in pids
+        assert len(pool.pool._processes) == 2
+    finally:
+        pool.close()
+
+
+def test_worker_env_gives_llvmpipe_one_thread_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LP_NUM_THREADS", raising=False)
+    assert runner.worker_env(1) == {}
+    assert runner.worker_env(2) == {"LP_NUM_THREADS": "0"}
+    monkeypatch.setenv("LP_NUM_THREADS", "3")  # the user's own setting wins
+    assert runner.worker_env(2) == {}
+
+
+@pytest.mark.parametrize(
+    ("n_frames", "workers", "expected"),
+    [(64, 2, 2), (100_000, 2, 64), (10_000, 8, 64), (1, 4, 1), (320, 1, 20)],
+)
+def test_default_shard_size_gives_every_worker_many_short_shards(
+    tmp_path: Path, n_frames: int, workers: int, expected: int
+) -> None:
+    frames = _shard_frames(tmp_path / "new", None, n_frames, workers, resume=False)
+    assert frames == expected
+    plan = Plan.build(n_frames, 1, shard_frames=frames)
+    # With one-frame scenes the plan follows the request exactly: enough shards for a short tail.
+    assert len(plan.shards) >= min(n_frames, SHARDS_PER_WORKER * workers) or frames == 64
+
+
+def test_bad_output_folder_is_refused_before_any_worker_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"not a dataset")
+
+    def no_runner(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a runner was started for a folder that is refused anyway")
+
+    monkeypatch.setattr(generation, "start_runner", no_runner)
+    spec = load_spec(read_spec_file(DEFAULT), base_dir=DEFAULT.parent)
+    with pytest.raises(OutputExistsError, match="--resume"):
+        generate(spec, out, n_frames=4, workers=2)
+    with pytest.raises(OutputExistsError, match="not a simgen dataset"):
+        generate(spec, out, n_frames=4, workers=2, overwrite=True)
+    with pytest.raises(OutputExistsError, match="no simgen run to resume"):
+        generate(spec, out, n_frames=4, workers=2, resume=True)
+    assert (out / "holiday.jpg").read_bytes() == b"not a dataset"
