@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best of each is kept")
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=5000)
-    parser.add_argument("--ray-frames", type=int, default=160, help="enough to amortise Ray's start-up")
+    parser.add_argument("--ray-frames", type=int, default=320, help="amortises Ray's ~6 s start")
     parser.add_argument("--only", choices=["workers", "ray", "rss"], default=None, help="run one section")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="simgen-scaling-"))

@@ -72,7 +72,8 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing simgen dataset in OUT.")] = False,
     shard_frames: Annotated[
-        int | None, typer.Option(min=1, help="About how many frames per shard (default: up to 64, 4+ per worker).")
+        int | None,
+        typer.Option(min=1, help="About how many frames per shard (default: 16 shards per worker, 64 frames at most)."),
     ] = None,
     asset_root: Annotated[list[Path] | None, typer.Option(help="Extra folder assets may come from.")] = None,
     runner: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",

@@ -7,11 +7,11 @@ intact frame the dead attempt finished (see :func:`simgen.engine.shard.run_shard
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from simgen.engine.runner import warm_up
 from simgen.engine.shard import ShardJob, ShardResult, close_backends, run_shard
 from simgen.errors import DependencyMissing
 
@@ -24,12 +24,6 @@ def _task(job: ShardJob, env: dict[str, str]) -> ShardResult:
     for key, value in env.items():
         os.environ.setdefault(key, value)
     return run_shard(job)
-
-
-def _warm_up() -> int:
-    importlib.import_module("simgen.backends.pybullet_backend")  # pybullet, OpenCV, the scene builder
-
-    return os.getpid()
 
 
 class RayRunner:
@@ -63,7 +57,7 @@ class RayRunner:
         # Tasks already fill the cores: llvmpipe draws on each task's own thread (see runner.worker_env).
         self.env = {"LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        warm = ray.remote(num_cpus=1)(_warm_up)
+        warm = ray.remote(num_cpus=1)(warm_up)
         self.warming = [warm.remote() for _ in range(max(1, cpus))]
 
     def run(self, jobs: Sequence[ShardJob], progress: Callable[[int], None] | None = None) -> list[ShardResult]:
@@ -93,25 +87,3 @@ class RayRunner:
         if self.started_here and self.ray.is_initialized():
             self.ray.shutdown()
         self.started_here = False
-
-
-def run_ray(
-    jobs: Sequence[ShardJob],
-    progress: Callable[[int], None] | None = None,
-    *,
-    address: str | None = None,
-    num_cpus: int | None = None,
-) -> list[ShardResult]:
-    """Run jobs as Ray tasks (one CPU each) and return their results in job order.
-
-    Args:
-        jobs: The shards to run.
-        progress: Called with a shard's frame count when it finishes.
-        address: A running cluster (``ray://host:10001`` or ``auto``); None starts a local one.
-        num_cpus: CPUs of a local cluster (ignored with ``address``).
-    """
-    runner = RayRunner(address=address, num_cpus=num_cpus)
-    try:
-        return runner.run(jobs, progress)
-    finally:
-        runner.close()

@@ -56,11 +56,10 @@ def _init_worker(queue: Any, env: dict[str, str]) -> None:
     os.environ.update(env)  # before the first GL context: llvmpipe reads LP_NUM_THREADS once
 
 
-def _warm_up() -> int:
-    """Import what a shard needs, so the first real job starts at once."""
-    for module in ("simgen.backends.pybullet_backend", "simgen.labels"):  # pybullet, OpenCV, the scene builder
+def warm_up() -> int:
+    """Import what a shard needs (pybullet, OpenCV, the scene builder), so a worker's first job starts at once."""
+    for module in ("simgen.backends.pybullet_backend", "simgen.labels"):
         importlib.import_module(module)
-
     return os.getpid()
 
 
@@ -112,7 +111,7 @@ class PoolRunner:
         self.pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(self.queue, worker_env(workers))
         )
-        self.warming = [self.pool.submit(_warm_up) for _ in range(workers)]
+        self.warming = [self.pool.submit(warm_up) for _ in range(workers)]
 
     def run(self, jobs: Sequence[ShardJob], progress: Progress | None = None) -> list[ShardResult]:
         """Run ``jobs`` on the pool."""
@@ -144,9 +143,7 @@ class PoolRunner:
                 progress(n)
 
 
-def start_runner(
-    runner: str, workers: int, *, n_jobs: int, ray_address: str | None = None
-) -> Runner:
+def start_runner(runner: str, workers: int, *, n_jobs: int, ray_address: str | None = None) -> Runner:
     """Start the runner a run asked for.
 
     Args:
@@ -169,21 +166,3 @@ def start_runner(
     if workers <= 1 or n_jobs <= 1:
         return InProcessRunner()
     return PoolRunner(min(workers, n_jobs))
-
-
-def run_local(jobs: Sequence[ShardJob], workers: int, progress: Progress | None = None) -> list[ShardResult]:
-    """Run jobs in this process (``workers == 1``) or on a spawn-based process pool.
-
-    Args:
-        jobs: The shards to run.
-        workers: Number of processes.
-        progress: Called with the number of newly finished frames.
-
-    Returns:
-        One result per job, in job order.
-    """
-    runner = start_runner("local", workers, n_jobs=len(jobs))
-    try:
-        return runner.run(jobs, progress)
-    finally:
-        runner.close()

@@ -22,7 +22,7 @@ import numpy as np
 
 from simgen.backends.base import Backend
 from simgen.engine.files import Layout, encode_png, sha256_file, write_file
-from simgen.engine.memory import pin_mmap_threshold, release_free_memory
+from simgen.engine.memory import RecyclePolicy, pin_mmap_threshold, release_free_memory
 from simgen.engine.plan import Plan, Shard
 from simgen.engine.scene_state import (
     RandomizerSet,
@@ -91,16 +91,17 @@ class ShardResult:
 
 _BACKENDS: dict[tuple[str, str], Backend] = {}
 _BUILDS: dict[tuple[str, str], int] = {}
-#: PyBullet's EGL plugin never frees meshes on resetSimulation (about 10 MB per build, measured): a
-#: worker's EGL client is closed and started again after this many builds, which frees it.
+#: PyBullet's EGL plugin never frees meshes on resetSimulation (8-10 MB per build, measured): a
+#: worker's EGL client is closed and started again after at most this many builds, which frees it.
 EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "8"))
+_EGL_RECYCLE = RecyclePolicy(EGL_RECYCLE_BUILDS, min_builds=EGL_RECYCLE_BUILDS // 2)
 
 
 def _backend(name: str, renderer: str) -> Backend:
     """This worker's simulator for the next scene: one client per process, reused and reset per scene."""
     key = (name, renderer)
     backend = _BACKENDS.get(key)
-    if backend is not None and backend.renderer == "egl" and _BUILDS.get(key, 0) >= EGL_RECYCLE_BUILDS:
+    if backend is not None and backend.renderer == "egl" and _EGL_RECYCLE.due(_BUILDS.get(key, 0)):
         backend.close()  # the output does not change: settling is bit-identical in a fresh client
         release_free_memory()
         backend = None
@@ -119,6 +120,7 @@ def close_backends() -> None:
     while _BACKENDS:
         _, backend = _BACKENDS.popitem()
         backend.close()
+    _EGL_RECYCLE.reset()
 
 
 def writers_for(loaded: LoadedSpec) -> list[DatasetWriter]:

@@ -101,11 +101,12 @@ def test_bad_spec_through_the_cli_is_one_clean_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_recycling_the_egl_client_changes_no_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import simgen.engine.shard as shard
+    from simgen.engine.memory import RecyclePolicy
 
     spec = small_spec(4)
     a = generate(spec, tmp_path / "plain", n_frames=6, seed=2, resolution=(64, 48))
     shard.close_backends()
-    monkeypatch.setattr(shard, "EGL_RECYCLE_BUILDS", 1)  # a fresh client for every scene
+    monkeypatch.setattr(shard, "_EGL_RECYCLE", RecyclePolicy(1, 1))  # a fresh client for every scene
     b = generate(spec, tmp_path / "recycled", n_frames=6, seed=2, resolution=(64, 48))
     assert a.renderer == b.renderer
     assert tree_bytes(tmp_path / "plain") == tree_bytes(tmp_path / "recycled")
