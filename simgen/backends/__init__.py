@@ -64,10 +64,7 @@ def make_backend(name: str, *, renderer: str = "auto") -> Backend:
 @functools.cache
 def _probe_pybullet_auto() -> str:
     # A child process, so the probe's EGL client never collides with one of ours (one per process).
-    code = (
-        "from simgen.backends.pybullet_backend import PyBulletBackend as B\n"
-        "b = B(renderer='auto'); r = b.renderer; b.close(); print('renderer=' + r)"
-    )
+    code = "from simgen.backends.pybullet_egl import probe_renderer as probe\nprint('renderer=' + probe())"
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):

@@ -67,10 +67,8 @@ orchestration of a build, settling, rendering and flying occluders.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
-import os
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,10 +86,8 @@ from simgen.backends.pybullet_egl import (
     EGL_BUSY,
     EGL_CLIENTS,
     EGL_LOCK,
-    EGL_WARMUP_FRAMES,
     disconnect,
-    mesa_cache_dir,
-    quiet_stdout,
+    load_egl_plugin,
 )
 from simgen.backends.pybullet_links import snap_joints
 from simgen.backends.pybullet_records import IDENTITY_QUAT as _IDENTITY_QUAT
@@ -206,21 +202,8 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
             return error
 
     def _load_egl_plugin(self) -> str | None:
-        spec = importlib.util.find_spec("eglRenderer")
-        if spec is None or not spec.origin:
-            return "pybullet's eglRenderer module is missing"
-        os.environ.setdefault("MESA_SHADER_CACHE_DIR", mesa_cache_dir())
-        try:
-            with quiet_stdout():
-                plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=self._cid)
-                if plugin >= 0:
-                    for _ in range(EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
-                        p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=self._cid)
-        except p.error as exc:
-            plugin, reason = -1, str(exc)
-        else:
-            reason = "loadPlugin returned -1 (no EGL device?)"
-        if plugin >= 0:
+        error = load_egl_plugin(self._cid)
+        if error is None:
             return None
         # A failed load may leave the client half-configured: start over with a clean one.
         with contextlib.suppress(p.error):
@@ -228,7 +211,7 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
         self._cid = p.connect(p.DIRECT)
         if self._cid < 0:
             raise BackendUnavailable("PyBullet could not start a DIRECT physics client")
-        return reason
+        return error
 
     def _check_open(self) -> int:
         if self._cid < 0:

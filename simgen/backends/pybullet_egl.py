@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import sys
 import tempfile
@@ -68,3 +69,38 @@ def mesa_cache_dir() -> str:
     """A per-user Mesa shader cache folder in the temporary directory."""
     uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
     return str(Path(tempfile.gettempdir()) / f"simgen-mesa-shader-cache-{uid}")
+
+
+def load_egl_plugin(cid: int) -> str | None:
+    """Load the EGL plugin into a (still empty) client and draw its warm-up frames.
+
+    Returns:
+        None on success, else why it failed (the client may then be half-configured: replace it).
+    """
+    spec = importlib.util.find_spec("eglRenderer")
+    if spec is None or not spec.origin:
+        return "pybullet's eglRenderer module is missing"
+    os.environ.setdefault("MESA_SHADER_CACHE_DIR", mesa_cache_dir())
+    try:
+        with quiet_stdout():
+            plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=cid)
+            if plugin >= 0:
+                for _ in range(EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
+                    p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=cid)
+    except p.error as exc:
+        return str(exc)
+    return None if plugin >= 0 else "loadPlugin returned -1 (no EGL device?)"
+
+
+def probe_renderer() -> str:
+    """``egl`` if this process can start PyBullet's EGL renderer and draw with it, else ``tiny``.
+
+    Meant for a short-lived child process (see :func:`simgen.backends.resolve_renderer`): it imports
+    nothing but pybullet, so it costs a fraction of a second on top of the EGL start itself.
+    """
+    cid = p.connect(p.DIRECT)
+    if cid < 0:
+        return "tiny"
+    error = load_egl_plugin(cid)
+    disconnect(cid, quiet=True)
+    return "egl" if error is None else "tiny"

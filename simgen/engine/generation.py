@@ -229,9 +229,9 @@ def generate(
         if progress and skipped:
             progress(skipped)
         results = started.run(jobs, progress)
+        dataset = _finalize(loaded, layout, plan, cats, seed, renderer, results, start, workers, runner, requested)
     finally:
         started.close()
-    dataset = _finalize(loaded, layout, plan, cats, seed, renderer, results, start, workers, runner, requested)
     made = sum(r.frames for r in results)
     reused = skipped + sum(r.reused for r in results)
     return GenerateResult(out, n_frames, made, reused, dataset["renderer"], time.perf_counter() - start, dataset)

@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Protocol
@@ -46,7 +47,7 @@ class Runner(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop workers and free what the runner holds. Safe to call twice."""
+        """Stop workers and free what the runner holds."""
         ...
 
 
@@ -112,6 +113,7 @@ class PoolRunner:
             max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(self.queue, worker_env(workers))
         )
         self.warming = [self.pool.submit(warm_up) for _ in range(workers)]
+        self.stopping: threading.Thread | None = None
 
     def run(self, jobs: Sequence[ShardJob], progress: Progress | None = None) -> list[ShardResult]:
         """Run ``jobs`` on the pool."""
@@ -125,11 +127,17 @@ class PoolRunner:
         self._drain(progress)
         for fut in self.warming:
             fut.result()  # a worker that could not even import simgen fails the run here, loudly
+        # The workers exit (closing their simulators) while the caller merges the shards' fragments.
+        self.stopping = threading.Thread(target=self.pool.shutdown, name="simgen-pool-shutdown", daemon=True)
+        self.stopping.start()
         return [results[i] for i in range(len(jobs))]
 
     def close(self) -> None:
-        """Stop the workers (they close their simulators as they exit)."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers (they close their simulators as they exit) and wait for them."""
+        if self.stopping is None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            self.stopping.join()
         self.queue.close()
         self.queue.join_thread()
 
