@@ -73,32 +73,40 @@ def resident_bytes() -> int | None:
 class RecyclePolicy:
     """When to restart a simulator client that leaks a little with every scene it builds.
 
-    A client is restarted after ``max_builds`` scenes. The resident size at the end of the first such
-    cycle becomes a ceiling: a later cycle restarts as soon as the process is back at it (after at least
-    ``min_builds`` scenes), so peak memory does not creep up with run length while scene content, and
-    what a restart does not give back, vary from cycle to cycle.
+    A client is restarted after ``max_builds`` scenes. What the process grew by over that first cycle,
+    from the end of the client's first scene (its fixed start-up cost is in by then), becomes a budget:
+    a later client is restarted as soon as it has grown by as much (after at least ``min_builds``
+    scenes), so peak memory does not creep up with run length while scene content varies from cycle to
+    cycle. Growth that is not the client's (a long-lived Ray worker's own) does not shorten cycles.
 
     Args:
         max_builds: Scenes per client at most.
-        min_builds: Scenes per client at least (bounds the restart cost when the ceiling is tight).
+        min_builds: Scenes per client at least (bounds the restart cost when the budget is tight).
         rss: Reads the resident size (:func:`resident_bytes`; replaceable in tests).
     """
 
+    #: The smallest budget, so a first cycle that happened to shrink does not force the shortest cycles.
+    MIN_BUDGET = 8 * 2**20
+
     def __init__(self, max_builds: int, min_builds: int, rss: Callable[[], int | None] = resident_bytes) -> None:
         self.max_builds, self.min_builds, self.rss = max_builds, min(min_builds, max_builds), rss
-        self.ceiling: int | None = None
+        self.budget: int | None = None
+        self.start: int | None = None
 
     def due(self, builds: int) -> bool:
         """Whether a client that has built ``builds`` scenes should be restarted before the next one."""
+        if builds == 1:
+            self.start = self.rss()
         if builds >= self.max_builds:
-            if self.ceiling is None:
-                self.ceiling = self.rss()
+            if self.budget is None and self.start is not None:
+                now = self.rss()
+                self.budget = None if now is None else max(now - self.start, self.MIN_BUDGET)
             return True
-        if self.ceiling is None or builds < self.min_builds:
+        if self.budget is None or self.start is None or builds < self.min_builds:
             return False
         now = self.rss()
-        return now is not None and now >= self.ceiling
+        return now is not None and now - self.start >= self.budget
 
     def reset(self) -> None:
-        """Forget the ceiling (a new run may render at another size)."""
-        self.ceiling = None
+        """Forget the budget (a new run may render at another size)."""
+        self.budget = self.start = None

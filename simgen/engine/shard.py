@@ -94,7 +94,9 @@ _BUILDS: dict[tuple[str, str], int] = {}
 #: PyBullet's EGL plugin never frees meshes on resetSimulation (8-10 MB per build, measured): a
 #: worker's EGL client is closed and started again after at most this many builds, which frees it.
 EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "8"))
-_EGL_RECYCLE = RecyclePolicy(EGL_RECYCLE_BUILDS, min_builds=EGL_RECYCLE_BUILDS // 2)
+#: ... and after at least this many, once the process is back at its first cycle's peak (see RecyclePolicy).
+EGL_RECYCLE_MIN_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_MIN_BUILDS", str(EGL_RECYCLE_BUILDS // 2)))
+_EGL_RECYCLE = RecyclePolicy(EGL_RECYCLE_BUILDS, min_builds=EGL_RECYCLE_MIN_BUILDS)
 
 
 def _backend(name: str, renderer: str) -> Backend:
@@ -102,6 +104,7 @@ def _backend(name: str, renderer: str) -> Backend:
     key = (name, renderer)
     backend = _BACKENDS.get(key)
     if backend is not None and backend.renderer == "egl" and _EGL_RECYCLE.due(_BUILDS.get(key, 0)):
+        log.debug("restarting the EGL client after %d builds", _BUILDS.get(key, 0))
         backend.close()  # the output does not change: settling is bit-identical in a fresh client
         release_free_memory()
         backend = None

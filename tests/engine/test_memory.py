@@ -54,19 +54,33 @@ def test_tuning_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
         memory._libc.cache_clear()
 
 
-def test_recycle_policy_learns_its_ceiling_from_the_first_full_cycle() -> None:
-    rss = iter([500, 480, 490, 505, 470])
-    policy = memory.RecyclePolicy(max_builds=8, min_builds=4, rss=lambda: next(rss))
-    assert not any(policy.due(b) for b in range(8))  # no ceiling yet: only the build count counts
-    assert policy.due(8) and policy.ceiling == 500
+def test_recycle_policy_learns_its_budget_from_the_first_full_cycle() -> None:
+    mib = 2**20
+    # First client: 400 MiB after its first scene, 480 after 8 scenes -> a budget of 80.
+    # Second client: 420 after scene 1, then 470, 490, 501 before scenes 5, 6, 7: 81 grown -> restart.
+    # Third client: 430 after scene 1.
+    reads = iter([400, 480, 420, 470, 490, 501, 430])
+    policy = memory.RecyclePolicy(max_builds=8, min_builds=4, rss=lambda: next(reads) * mib)
+    assert not any(policy.due(b) for b in range(8))  # no budget yet: only the build count counts
+    assert policy.due(8) and policy.budget == 80 * mib
+    assert not policy.due(1)  # a new client: its own start
     assert not policy.due(3)  # below min_builds the resident size is not even read
-    assert not policy.due(4)  # 480 < 500
-    assert not policy.due(5)  # 490
-    assert policy.due(6)  # 505: back at the first cycle's peak, restart early
-    assert not policy.due(7)  # 470
+    assert not policy.due(4)  # grown 50
+    assert not policy.due(5)  # grown 70
+    assert policy.due(6)  # grown 81 >= 80: restart early
+    assert not policy.due(1)
     assert policy.due(8)  # the build count still caps a cycle
     policy.reset()
-    assert policy.ceiling is None
+    assert policy.budget is None and policy.start is None
+
+
+def test_recycle_policy_ignores_growth_from_before_the_client() -> None:
+    # A process that grew for other reasons between clients (a Ray worker's own memory) keeps full cycles.
+    reads = iter([400, 480, 900, 940, 960, 975])
+    policy = memory.RecyclePolicy(max_builds=8, min_builds=4, rss=lambda: next(reads) * 2**20)
+    policy.due(1), policy.due(8)
+    assert not policy.due(1) and not any(policy.due(b) for b in (4, 5, 6))
+    assert policy.due(8)
 
 
 def test_resident_bytes_reads_this_process() -> None:
