@@ -94,7 +94,7 @@ _BUILDS: dict[tuple[str, str], int] = {}
 #: PyBullet's EGL plugin never frees meshes on resetSimulation (8-10 MB per build, measured): a
 #: worker's EGL client is closed and started again after at most this many builds, which frees it.
 EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "8"))
-#: ... and after at least this many, once the process is back at its first cycle's peak (see RecyclePolicy).
+#: ... or after at least this many, once it has grown as much as the first client did (see RecyclePolicy).
 EGL_RECYCLE_MIN_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_MIN_BUILDS", str(EGL_RECYCLE_BUILDS // 2)))
 _EGL_RECYCLE = RecyclePolicy(EGL_RECYCLE_BUILDS, min_builds=EGL_RECYCLE_MIN_BUILDS)
 
@@ -207,7 +207,7 @@ class RenderedFrame:
 class _FrameSink:
     """Labels, encodes and writes frames in frame order: on one background thread, or on the caller's.
 
-    With a spare core (``background``), the main thread goes on to the next settle or render while
+    With a spare core (``job.background_sink``), the main thread goes on to the next settle or render while
     the sink thread works: OpenCV's PNG encoder and most numpy work release the GIL, and physics
     settling leaves a core idle. At most ``depth`` frames wait, so memory stays flat. When worker
     processes already fill every core, the thread only adds hand-offs and contention (measured: two

@@ -535,3 +535,12 @@ def test_visibility_counts_and_restores_everything(backend: PyBulletBackend, two
         instance_id = list(pile["objects"]).index(uid) + 1
         assert abs(int((solo.instance_ids == 1).sum()) - frame.unoccluded_px[instance_id]) <= 1, uid
         assert int(((solo.instance_ids == 1) ^ frame.unoccluded_masks[instance_id]).sum()) <= 1, uid
+
+
+def test_renderer_probe_agrees_with_the_backend() -> None:
+    # Both in fresh processes (one EGL client per process): the probe's answer is what "auto" then gets.
+    from simgen.backends import _probe_pybullet_auto
+
+    code = "from simgen.backends.pybullet_backend import PyBulletBackend as B\nprint(B(renderer='auto').renderer)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert _probe_pybullet_auto() == proc.stdout.strip().splitlines()[-1]
