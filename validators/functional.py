@@ -56,9 +56,14 @@ def _as_features(x: np.ndarray, name: str, *, min_rows: int = 2) -> np.ndarray:
     return arr
 
 
-def _same_width(x: np.ndarray, y: np.ndarray) -> None:
+def _feature_pair(
+    x: np.ndarray, y: np.ndarray, names: tuple[str, str] = ("x", "y"), *, min_rows: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets as checked 2-D float arrays of the same width."""
+    x, y = _as_features(x, names[0], min_rows=min_rows), _as_features(y, names[1], min_rows=min_rows)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"both feature sets need the same width, got {x.shape[1]} and {y.shape[1]}")
+    return x, y
 
 
 def gaussian_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +136,7 @@ def fid(x: np.ndarray, y: np.ndarray) -> float:
     Returns:
         The Fréchet distance, >= 0.
     """
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _same_width(x, y)
+    x, y = _feature_pair(x, y)
     n1, n2, d = x.shape[0], y.shape[0], x.shape[1]
     mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
     if min(n1, n2) >= d:
@@ -255,8 +259,7 @@ def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int 
         ``(mean, std)`` of the subset estimates.
     """
     _check_rng(rng)
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _same_width(x, y)
+    x, y = _feature_pair(x, y)
     z = np.concatenate([x, y])
     kernel = polynomial_kernel(z, z, degree=degree, gamma=gamma, coef0=coef0)
     n1 = len(x)
@@ -284,8 +287,7 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None) -> 
     Returns:
         The MMD² estimate (it can be slightly negative when both sets come from one distribution).
     """
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _same_width(x, y)
+    x, y = _feature_pair(x, y)
     dxx, dyy, dxy = pairwise_distances(x, x), pairwise_distances(y, y), pairwise_distances(x, y)
     if bandwidth is None:
         bandwidth = median_bandwidth(dxx, dyy, dxy)
@@ -340,9 +342,7 @@ def prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 5) -> dict[str, float]:
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    real = _as_features(real, "real", min_rows=k + 1)
-    fake = _as_features(fake, "fake", min_rows=k + 1)
-    _same_width(real, fake)
+    real, fake = _feature_pair(real, fake, ("real", "fake"), min_rows=k + 1)
     return prdc_from_distances(pairwise_distances(real, real), pairwise_distances(fake, fake),
                                pairwise_distances(real, fake), k=k)  # fmt: skip
 
@@ -512,8 +512,7 @@ def kid_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, n_b
         ``(result, std of the subset estimates)``.
     """
     _check_rng(rng)
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _same_width(x, y)
+    x, y = _feature_pair(x, y)
     n1 = len(x)
     z = np.concatenate([x, y])
     kernel = polynomial_kernel(z, z)
@@ -539,8 +538,7 @@ def mmd_rbf_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
         ``(result, bandwidth)``.
     """
     _check_rng(rng)
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _same_width(x, y)
+    x, y = _feature_pair(x, y)
     n1 = len(x)
     z = np.concatenate([x, y])
     dist = pairwise_distances(z, z)
