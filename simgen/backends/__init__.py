@@ -64,13 +64,13 @@ def make_backend(name: str, *, renderer: str = "auto") -> Backend:
 @functools.cache
 def _probe_pybullet_auto() -> str:
     # A child process, so the probe's EGL client never collides with one of ours (one per process).
-    code = "from simgen.backends.pybullet_egl import probe_renderer as probe\nprint('renderer=' + probe())"
+    # It answers with its exit status: 0 is EGL; anything else (no EGL, an import error, a crash) is tiny.
+    code = "import sys\nfrom simgen.backends.pybullet_egl import probe_renderer\nsys.exit(probe_renderer() != 'egl')"
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return "tiny"
-    found = [line.removeprefix("renderer=") for line in proc.stdout.splitlines() if line.startswith("renderer=")]
-    return found[-1] if proc.returncode == 0 and found else "tiny"
+    return "egl" if proc.returncode == 0 else "tiny"
 
 
 def resolve_renderer(name: str, renderer: str) -> str:

@@ -436,16 +436,7 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
                 lut[: len(self._lut) - 1] = self._lut[:-1]
                 for b in occluders:
                     lut[b.body] = b.instance_id
-            _, _, rgba, depth_buffer, seg = p.getCameraImage(
-                width,
-                height,
-                viewMatrix=view_gl,
-                projectionMatrix=proj_gl,
-                renderer=self._pb_renderer,
-                flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
-                physicsClientId=cid,
-                **kwargs,
-            )
+            _, _, rgba, depth_buffer, seg = self._camera_image(width, height, view_gl, proj_gl, **kwargs)
             rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
             seg = np.asarray(seg, dtype=np.int32).reshape(height, width)
             depth = depth_to_metres(np.asarray(depth_buffer).reshape(height, width), near, far, hit=seg >= 0)

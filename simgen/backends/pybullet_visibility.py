@@ -102,6 +102,19 @@ class VisibilityMixin:
     _bodies: list[_Body]
     _proxy_visuals: dict[tuple[int, int], int]
 
+    def _camera_image(self, width: int, height: int, view_gl: list[float], proj_gl: list[float], **kwargs: Any) -> Any:
+        """One ``getCameraImage`` with this client's renderer and the object-and-link segmentation labels read."""
+        return p.getCameraImage(
+            width,
+            height,
+            viewMatrix=view_gl,
+            projectionMatrix=proj_gl,
+            renderer=self._pb_renderer,
+            flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
+            physicsClientId=self._cid,
+            **kwargs,
+        )
+
     def _visibility(
         self,
         camera: tuple[Any, ...],
@@ -215,16 +228,7 @@ class VisibilityMixin:
                         self._set_visible(target, True, home, away)
                 if not shown:
                     continue
-                _, _, _, _, seg = p.getCameraImage(
-                    width,
-                    height,
-                    viewMatrix=view_gl,
-                    projectionMatrix=proj_gl,
-                    renderer=self._pb_renderer,
-                    flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX,
-                    shadow=0,
-                    physicsClientId=cid,
-                )
+                _, _, _, _, seg = self._camera_image(width, height, view_gl, proj_gl, shadow=0)
                 bodies_seen = np.asarray(seg, dtype=np.int32).reshape(height, width) & _BODY_MASK
                 for instance_id, target in shown:
                     masks[instance_id] |= bodies_seen == target.body

@@ -116,7 +116,10 @@ def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def _prepare_out(out: Path, run: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    _check_out(out, resume=resume, overwrite=overwrite)
+    """Make ``out`` ready for the run: resume it, or empty it, then write ``run.json``.
+
+    Call it after :func:`_check_out` has accepted the folder (it refuses what must not be deleted).
+    """
     layout = Layout(out)
     run_path = layout.work / RUN_FILE
     if out.exists() and any(out.iterdir()):
@@ -194,8 +197,6 @@ def generate(
     if seed < 0:
         raise SimgenError(f"seed must be >= 0, got {seed}")
     out = Path(out)
-    if runner not in ("local", "ray"):
-        raise SimgenError(f"unknown runner '{runner}'; expected 'local' or 'ray'")
     _check_out(out, resume=resume, overwrite=overwrite)
     shard_frames = _shard_frames(out, shard_frames, n_frames, workers, resume)
     plan = Plan.build(n_frames, loaded.spec.frames_per_scene, shard_frames=shard_frames)
