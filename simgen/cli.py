@@ -6,16 +6,18 @@ import functools
 import importlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from simgen.console import err as console
+from simgen.console import out as out_console
+from simgen.console import print_error
 from simgen.errors import SimgenError
 
 app = typer.Typer(
@@ -27,24 +29,60 @@ app = typer.Typer(
 )
 list_app = typer.Typer(help="List registered components.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
-console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
-out_console = Console()
 
 
 def clean_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a SimgenError into one red line and exit code 2, never a traceback."""
+    """Turn a SimgenError, or an operating-system error, into one red line and exit code 2, never a traceback.
+
+    The library raises SimgenErrors with context for every failure it foresees; an OSError that still
+    reaches here (a read-only or full disk, a path that is a file) is an ordinary I/O failure of the
+    user's machine, not a bug, so it gets the same one line naming the path and the reason.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except SimgenError as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            print_error(exc)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            print_error(describe_os_error(exc))
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OSError, with the second path of a rename or link when there is one."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {reason}" if paths else reason
+
+
+class FrameRate:
+    """Frames per second of the frames this run rendered, for the progress bar.
+
+    Frames a resumed run keeps are reported in bursts (a shard's kept frames at once) and rendered
+    frames one at a time, so only single-frame advances count; and no rate is shown before a second
+    has passed, when two frames finishing together would read as thousands of frames per second.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.start = clock()
+        self.rendered = 0
+
+    def advance(self, k: int) -> str:
+        """Count an advance of ``k`` frames; return the rate as text (``-`` while unknown)."""
+        if k == 1:
+            self.rendered += 1
+        elapsed = self.clock() - self.start
+        if elapsed < 1.0 or self.rendered == 0:
+            return "-"
+        return f"{self.rendered / elapsed:.1f}"
 
 
 def _parse_resolution(value: str | None) -> tuple[int, int] | None:
@@ -85,17 +123,19 @@ def generate(
 
     if renderer not in ("auto", "egl", "tiny"):
         raise typer.BadParameter(f"expected auto, egl or tiny, got '{renderer}'", param_hint="--renderer")
+    if resume and overwrite:
+        raise typer.BadParameter("use one of them: --resume keeps the run in OUT, --overwrite replaces it",
+                                 param_hint="--resume/--overwrite")  # fmt: skip
     columns = (
         TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} frames/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("frames", total=n, rate="-")
+        frame_rate = FrameRate()
 
         def advance(k: int) -> None:
-            bar.advance(task, k)
-            speed = bar.tasks[task].speed
-            bar.update(task, rate=f"{speed:.1f}" if speed else "-")
+            bar.update(task, advance=k, rate=frame_rate.advance(k))
 
         result = run_generate(
             spec, out, n_frames=n, seed=seed, workers=workers, renderer=renderer,
@@ -107,8 +147,7 @@ def generate(
     console.print(
         f"[green]wrote[/] {result.n_frames} frames to {result.out} "
         f"({result.made} rendered, {result.reused} kept) with renderer {result.renderer} in {result.seconds:.1f} s "
-        f"({rate:.1f} frames/s)",
-        soft_wrap=True,
+        f"({rate:.1f} frames/s)"
     )
     if preview:
         from simgen.inspect_dataset import write_preview
@@ -199,34 +238,48 @@ def schema(
     text = json.dumps(spec_json_schema(), indent=2)
     if out is None:
         typer.echo(text)
-    else:
-        out.write_text(text + "\n")
+        return
+    if out.is_dir():
+        raise SimgenError(f"{out} is a folder; give a file name such as {out / 'spec.schema.json'}")
+    from simgen.writers.atomic import atomic_write_text
+
+    atomic_write_text(out, text + "\n")
 
 
 @list_app.command("randomizers")
 @clean_errors
 def list_randomizers(
     markdown: Annotated[bool, typer.Option(help="Print the Markdown reference (docs/randomizers.md).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every parameter and its default.")] = False,
 ) -> None:
-    """Every registered randomizer with its stage and parameters."""
+    """Every registered randomizer with its stage (and, with --verbose, its parameters)."""
     from simgen.randomizers import REGISTRY
     from simgen.reference import randomizer_rows, randomizers_markdown
 
     if markdown:
         typer.echo(randomizers_markdown(), nl=False)
         return
-    table = Table(title="randomizers", show_lines=True)
-    for col in ("name", "stage", "parameters (default)", "description"):
-        table.add_column(col)
-    for name in REGISTRY.names():
+    names = REGISTRY.names()
+    table = Table(title="randomizers", show_lines=verbose)
+    # Names are what a user copies into a spec: never wrapped or cut, whatever the width.
+    table.add_column("name", no_wrap=True, min_width=max(map(len, names), default=4))
+    table.add_column("stage", no_wrap=True)
+    if verbose:
+        table.add_column("parameters (default)")
+    table.add_column("description")
+    for name in names:
         cls = REGISTRY.get(name)
-        rows = randomizer_rows(name)
-        params = "\n".join(f"{p} ({d.strip('`')})" for p, d, _ in rows) or (
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        if not verbose:
+            table.add_row(name, cls.stage, doc)
+            continue
+        params = "\n".join(f"{p} ({d.strip('`')})" for p, d, _ in randomizer_rows(name)) or (
             "reads " + ", ".join(cls.reads) if cls.reads else "-"
         )
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         table.add_row(name, cls.stage, params, doc)
     out_console.print(table)
+    if not verbose:
+        out_console.print("parameters: simgen list randomizers --verbose, or docs/randomizers.md")
 
 
 _PLUGINS = ("simgen.validators.cli", "simgen.refine.cli")
@@ -253,5 +306,5 @@ def main() -> None:
     try:
         app()
     except SimgenError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        print_error(exc)
         raise SystemExit(2) from None

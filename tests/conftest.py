@@ -18,3 +18,15 @@ SCENES = REPO / "scenes"
 def default_spec_path() -> Path:
     """The README's default scene."""
     return SCENES / "tabletop_clutter.yaml"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of a module that drives the command line ``cli``.
+
+    ``.ci/run`` runs the whole suite with ``COLUMNS`` unset, then the ``cli`` tests again at 80 columns:
+    output that wraps at a narrow terminal must not break them.
+    """
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and ("CliRunner" in vars(module) or module.__name__.endswith("test_cli")):
+            item.add_marker(pytest.mark.cli)

@@ -19,7 +19,7 @@ def test_docs_randomizers_md_is_generated_from_the_registry() -> None:
         assert f"## `{name}`" in actual
 
 
-def test_list_randomizers_shows_parameters() -> None:
-    result = CliRunner().invoke(app, ["list", "randomizers"], env={"COLUMNS": "250"})
+def test_list_randomizers_verbose_shows_parameters() -> None:
+    result = CliRunner().invoke(app, ["list", "randomizers", "--verbose"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "sensor/motion-blur-v1" in result.output and "length_px" in result.output

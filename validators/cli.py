@@ -10,17 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from simgen.console import err, out, print_error
 from simgen.errors import SimgenError
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-err = Console(stderr=True)
-out = Console()
 
 
 def validate(
@@ -77,7 +75,7 @@ def validate(
             )  # fmt: skip
             json_path, html_path = write_report(report, report_dir)
     except SimgenError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        print_error(exc)
         raise typer.Exit(2) from None
 
     table = Table(title=f"{synthetic} vs {real} ({report.extractor})")

@@ -53,7 +53,6 @@ def refine(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier refinement of OUT.")] = False,
 ) -> None:
     """Make renders look real with a diffusion ControlNet, and check that every label still matches."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simgen.refine.check import CheckConfig
@@ -73,7 +72,8 @@ def refine(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    console = Console(stderr=True)
+    from simgen.console import err as console
+
     with Progress(
         TextColumn("[bold]refine"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:
