@@ -63,11 +63,30 @@ def example_context(spec: LoadedSpec | str | Path | None = None, index: int = 0)
     return SampleContext(loaded.spec, index, state, loaded.base_dir, loaded.roots, view=view)
 
 
+def scene_library_path(name: str) -> Path:
+    """Path of a scene of the library that ships with simgen (the repository's ``scenes/``), e.g. ``bin_picking.yaml``.
+
+    Raises:
+        SimgenError: No such scene, with the closest name.
+    """
+    from importlib.resources import files
+
+    from simgen.errors import SimgenError, did_you_mean
+
+    library = files("simgen.scenes")
+    entry = library.joinpath(name)
+    if not entry.is_file():
+        names = [e.name for e in library.iterdir() if e.name.endswith(".yaml")]
+        raise SimgenError(f"no scene '{name}' in simgen's scene library{did_you_mean(name, names)}")
+    return Path(str(entry))
+
+
 def conformance_spec() -> LoadedSpec:
     """The default scene with every section randomized, so every core randomizer has something to draw."""
     from simgen.spec import read_spec_file
 
-    path = Path(__file__).resolve().parents[2] / "scenes" / "tabletop_clutter.yaml"
+    # From the installed package, not the source tree: plugin authors run this from a pip-installed simgen.
+    path = scene_library_path("tabletop_clutter.yaml")
     raw = read_spec_file(path)
     raw["fixtures"][0]["position"] = [{"kind": "uniform", "low": -0.05, "high": 0.05}, 0.0, 0.0]
     raw["fixtures"].append(

@@ -1,0 +1,1 @@
+"""The scene library: YAML specs that ship with simgen as package data (``simgen.scenes``)."""
