@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import colorsys
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, Uniform, sample
 
 
-class ColorParams(BaseModel):
+class ColorParams(RandomizerParams):
     """HSV ranges of the drawn colour (each a constant or a distribution), and its alpha."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    # Hue wraps (any finite number is a hue); the others are fractions, refused outside [0, 1] at load time.
     hue: Scalar = Field(default_factory=lambda: Uniform(low=0.0, high=1.0), description="hue in [0, 1), wraps")
-    saturation: Scalar = Field(default_factory=lambda: Uniform(low=0.2, high=1.0), description="saturation, 0 to 1")
-    value: Scalar = Field(default_factory=lambda: Uniform(low=0.3, high=1.0), description="brightness, 0 to 1")
-    alpha: Scalar = Field(default=1.0, description="opacity, 0 to 1")
+    saturation: Annotated[Scalar, Bounds(0, 1)] = Field(
+        default_factory=lambda: Uniform(low=0.2, high=1.0), description="saturation, 0 to 1"
+    )
+    value: Annotated[Scalar, Bounds(0, 1)] = Field(
+        default_factory=lambda: Uniform(low=0.3, high=1.0), description="brightness, 0 to 1"
+    )
+    alpha: Annotated[Scalar, Bounds(0, 1)] = Field(default=1.0, description="opacity, 0 to 1")
 
 
 class ObjectColor(Randomizer):
@@ -36,8 +40,8 @@ class ObjectColor(Randomizer):
         out: dict[str, Any] = {}
         for uid in ctx.target_uids(self.tags):
             h = float(sample(p.hue, rng, ctx.index)) % 1.0
-            s = min(max(float(sample(p.saturation, rng, ctx.index)), 0.0), 1.0)
-            v = min(max(float(sample(p.value, rng, ctx.index)), 0.0), 1.0)
-            a = min(max(float(sample(p.alpha, rng, ctx.index)), 0.0), 1.0)
+            s = float(sample(p.saturation, rng, ctx.index))
+            v = float(sample(p.value, rng, ctx.index))
+            a = float(sample(p.alpha, rng, ctx.index))
             out[uid] = {"color": [*colorsys.hsv_to_rgb(h, s, v), a]}
         return {"objects": out}

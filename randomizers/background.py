@@ -6,20 +6,20 @@ from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from simgen.assets import image_pool
-from simgen.errors import AssetError
+from simgen.assets import PhotoFolder, image_pool, read_image
 from simgen.frame import FrameBuffers
-from simgen.randomizers.base import SampleContext, SensorRandomizer
+from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer
 
 
-class BackgroundParams(BaseModel):
+class BackgroundParams(RandomizerParams):
     """Where the photos are and which pixels they replace."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    folder: str = Field(description="a folder of PNG/JPEG photos (spec-relative, in asset_roots, or pybullet_data:)")
+    # PhotoFolder: load_spec checks the folder (inside the roots, bounded decodable images) before anything runs.
+    folder: PhotoFolder = Field(
+        description="a folder of PNG/JPEG photos (spec-relative, in asset_roots, or pybullet_data:)"
+    )
     replace: Literal["empty", "non-objects"] = Field(
         default="empty",
         description="'empty': pixels where nothing was hit (use ground kind none); "
@@ -53,11 +53,12 @@ class BackgroundPhoto(SensorRandomizer):
     def apply_with(
         self, rgb: np.ndarray, patch: dict[str, Any], rng: np.random.Generator, buffers: FrameBuffers
     ) -> np.ndarray:
-        """Replace the background pixels with the photo scaled to cover the frame."""
-        photo = cv2.imread(patch["path"], cv2.IMREAD_COLOR)
-        if photo is None:
-            raise AssetError(f"{self.name}: cannot read {patch['path']}")
-        photo = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+        """Replace the background pixels with the photo scaled to cover the frame.
+
+        Raises:
+            AssetError: Naming the photo: it is too large, truncated or cannot be decoded.
+        """
+        photo = read_image(patch["path"], self.name)
         h, w = rgb.shape[:2]
         scale = max(h / photo.shape[0], w / photo.shape[1])
         size = (max(w, round(photo.shape[1] * scale)), max(h, round(photo.shape[0] * scale)))

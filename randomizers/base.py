@@ -17,10 +17,18 @@ if TYPE_CHECKING:
 Stage = Literal["scene", "view", "sensor"]
 
 
-class NoParams(BaseModel):
-    """A randomizer without parameters of its own (it reads its spec section)."""
+class RandomizerParams(BaseModel):
+    """Base of every randomizer's parameters: no unknown keys, finite numbers only, no coercion.
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown keys, NaN, infinities, and booleans or strings given for numbers are all refused when the
+    spec loads, so a typo fails there with its field path and never mid-run.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class NoParams(RandomizerParams):
+    """A randomizer without parameters of its own (it reads its spec section)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,19 @@ class Randomizer:
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Draw this randomizer's values for one scene or frame and return them as a patch."""
         raise NotImplementedError
+
+    def check(self, ctx: SampleContext) -> None:
+        """Check this randomizer against the whole spec when it loads, before anything is written.
+
+        ``Params`` checks each parameter alone; this checks what needs the spec or its assets (a joint
+        name against the robot's URDF, say), so that it fails at load time rather than mid-run. The
+        default checks nothing. ``ctx`` holds the spec, its folder and roots; ``state`` is empty.
+
+        Raises:
+            SpecError: With ``path`` relative to the randomizer's entry (``joints[1]``); the loader
+                prefixes ``randomizers[i].``.
+            AssetError: An asset it reads cannot be read.
+        """
 
 
 class SensorRandomizer(Randomizer):

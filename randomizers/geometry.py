@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from simgen.frame import centred_principal_point
+
 
 def quat_from_euler(roll: float, pitch: float, yaw: float) -> list[float]:
     """Quaternion (x, y, z, w) of extrinsic X-Y-Z rotations (radians), as PyBullet's getQuaternionFromEuler."""
@@ -51,9 +53,14 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> np.nd
 
 
 def intrinsics_from_fov(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """Pinhole K for a vertical field of view, square pixels, principal point at the image centre."""
+    """Pinhole K for a vertical field of view, square pixels, principal point at the image centre.
+
+    OpenCV's pixel convention (see :mod:`simgen.frame`): the centre of pixel column ``i`` is at ``u = i``, so
+    the image centre is ``cx = (width - 1) / 2``. The field of view spans the full image, edge to edge.
+    """
     fy = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    return np.array([[fy, 0.0, width / 2.0], [0.0, fy, height / 2.0], [0.0, 0.0, 1.0]])
+    cx, cy = centred_principal_point(width), centred_principal_point(height)
+    return np.array([[fy, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
 def spherical(azimuth_deg: float, elevation_deg: float) -> np.ndarray:

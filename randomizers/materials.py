@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from simgen.assets import image_pool
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.assets import PhotoFolder, image_pool
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, Uniform, sample
 
 
-class SpecularParams(BaseModel):
+class SpecularParams(RandomizerParams):
     """Grey specular strength (each a constant or a distribution)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     strength: Annotated[Scalar, Bounds(0, 1)] = Field(
         default_factory=lambda: Uniform(low=0.0, high=1.0), description="specular colour, grey"
@@ -40,12 +38,13 @@ class Specular(Randomizer):
         return {"objects": out}
 
 
-class ImageTextureParams(BaseModel):
+class ImageTextureParams(RandomizerParams):
     """Where the photos are."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    folder: str = Field(description="a folder of PNG/JPEG images (spec-relative, in asset_roots, or pybullet_data:)")
+    # PhotoFolder: the loader checks the folder (exists, inside the roots, decodable images) at load time.
+    folder: PhotoFolder = Field(
+        description="a folder of PNG/JPEG images (spec-relative, in asset_roots, or pybullet_data:)"
+    )
     ground: bool = Field(default=False, description="texture the ground too")
 
 

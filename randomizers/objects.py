@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, ClassVar
 
@@ -11,6 +12,8 @@ from simgen.randomizers.base import Randomizer, SampleContext, Stage
 from simgen.randomizers.geometry import quat_from_euler, random_quaternion
 from simgen.sampling import sample, sample_int
 from simgen.spec.models import AssetEntry, Primitive
+
+logger = logging.getLogger(__name__)
 
 
 def asset_key(asset: str | Primitive) -> str | dict[str, Any]:
@@ -76,12 +79,11 @@ class CountSelect(Randomizer):
         """Return ``{"objects": {uid: {...}}}`` with one entry per drawn object, in group order."""
         objects: dict[str, Any] = {}
         for group in ctx.spec.objects:
+            # The spec model bounds every count to [0, 65535] and refuses all-zero weights at load time.
             count = sample_int(group.count, rng, ctx.index)
-            if count < 0:
-                raise ValueError(f"objects group '{group.name}' drew a negative count ({count})")
             entries = [a if isinstance(a, AssetEntry) else AssetEntry(asset=a) for a in group.assets]
             weights = np.array([e.weight for e in entries], dtype=float)
-            p = weights / weights.sum() if weights.sum() > 0 else None
+            p = weights / weights.sum()
             for k in range(count):
                 entry = entries[int(rng.choice(len(entries), p=p))]
                 is_file = isinstance(entry.asset, str)
@@ -130,20 +132,27 @@ class DropPlacement(Randomizer):
     max_tries: ClassVar[int] = 50
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
-        """Return ``{"objects": {uid: {"position": [...], "orientation": [...]}}}``."""
-        groups = {g.name: g for g in ctx.spec.objects}
+        """Return ``{"objects": {uid: {"position": [...], "orientation": [...]}}}``.
+
+        A drop point is redrawn up to ``max_tries`` times until it lies ``min_spacing`` (xy) from every
+        point placed before it. The spec loader refuses a count that can never fit (Oler's bound); when a
+        crowded but possible region still defeats the tries, the farthest candidate is kept and a warning
+        names the field.
+        """
+        groups = {g.name: (i, g) for i, g in enumerate(ctx.spec.objects)}
         placed: dict[str, Any] = {}
-        points: list[np.ndarray] = []
-        for uid, obj in ctx.state.get("objects", {}).items():
-            group = groups[obj["group"]]
+        objects = ctx.state.get("objects", {})
+        points = np.empty((len(objects), 2))  # xy of the drop points so far, for vectorised distances
+        crowded: set[int] = set()
+        for k, (uid, obj) in enumerate(objects.items()):
+            gi, group = groups[obj["group"]]
             center = np.array(sample(group.region.center, rng, ctx.index), dtype=float)
             size = np.abs(np.array(sample(group.region.size, rng, ctx.index), dtype=float))
-            for _ in range(self.max_tries):
-                pos = center + rng.uniform(-0.5, 0.5, size=3) * size
-                if group.min_spacing <= 0 or all(np.linalg.norm(pos[:2] - q[:2]) >= group.min_spacing for q in points):
-                    break
+            pos, met = self._drop_point(rng, center, size, group.min_spacing, points[:k])
+            if not met:
+                crowded.add(gi)
+            points[k] = pos[:2]
             pos[2] += float(sample(group.drop_height, rng, ctx.index))
-            points.append(pos)
             if group.rotation == "so3":
                 quat = random_quaternion(rng)
             elif group.rotation == "yaw":
@@ -151,4 +160,34 @@ class DropPlacement(Randomizer):
             else:
                 quat = [0.0, 0.0, 0.0, 1.0]
             placed[uid] = {"position": [float(v) for v in pos], "orientation": [float(v) for v in quat]}
+        for gi in sorted(crowded):
+            logger.warning(
+                "objects[%d].min_spacing: scene %d: some objects are closer than %g m after %d tries; "
+                "lower count or min_spacing, or enlarge region.size",
+                gi,
+                ctx.index,
+                ctx.spec.objects[gi].min_spacing,
+                self.max_tries,
+            )
         return {"objects": placed}
+
+    def _drop_point(
+        self, rng: np.random.Generator, center: np.ndarray, size: np.ndarray, spacing: float, before: np.ndarray
+    ) -> tuple[np.ndarray, bool]:
+        """The first of ``max_tries`` uniform points ``spacing`` (xy) from every point of ``before``.
+
+        Returns:
+            ``(point, True)``, or ``(the candidate farthest from its nearest neighbour, False)`` when no
+            try was far enough.
+        """
+        best, best_gap = center, -1.0
+        for _ in range(self.max_tries):
+            pos = center + rng.uniform(-0.5, 0.5, size=3) * size
+            if spacing <= 0 or len(before) == 0:
+                return pos, True
+            gap = float(np.min(np.linalg.norm(before - pos[:2], axis=1)))
+            if gap >= spacing:
+                return pos, True
+            if gap > best_gap:
+                best, best_gap = pos, gap
+        return best, False

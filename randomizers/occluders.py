@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.randomizers.geometry import random_quaternion
 from simgen.sampling import IntScalar, Scalar, Uniform, sample, sample_int
 
 
-class OccluderParams(BaseModel):
+class OccluderParams(RandomizerParams):
     """How many occluders, where along the line of sight, how large, and whether they are labeled."""
-
-    model_config = ConfigDict(extra="forbid")
 
     count: Annotated[IntScalar, Bounds(0, 64, integer=True)] = Field(default=1, description="occluders per view")
     depth_fraction: Annotated[Scalar, Bounds(0.05, 0.95)] = Field(

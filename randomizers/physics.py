@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, sample
 
 _DYNAMICS = ("mass", "lateral_friction", "spinning_friction", "rolling_friction", "restitution")
 
 
-class DynamicsParams(BaseModel):
+class DynamicsParams(RandomizerParams):
     """Each property is a constant or a distribution; leave one out to keep the asset's own value."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mass: Annotated[Scalar, Bounds(1e-4, 1e4)] | None = Field(default=None, description="kg")
     lateral_friction: Annotated[Scalar, Bounds(0, 10)] | None = Field(default=None, description="Coulomb friction")

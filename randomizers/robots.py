@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from simgen.assets import resolve_asset
-from simgen.errors import AssetError
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.errors import AssetError, SpecError, did_you_mean
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, sample
 
@@ -37,8 +37,13 @@ def urdf_joint_limits(path: str) -> dict[str, tuple[float, float]]:
             limits[name] = (-math.pi, math.pi)
             continue
         limit = joint.find("limit")
-        lo = float(limit.get("lower", 0.0)) if limit is not None else 0.0
-        hi = float(limit.get("upper", 0.0)) if limit is not None else 0.0
+        try:
+            lo = float(limit.get("lower", 0.0)) if limit is not None else 0.0
+            hi = float(limit.get("upper", 0.0)) if limit is not None else 0.0
+        except ValueError as exc:
+            raise AssetError(f"{path}: joint {name!r:.80} has a limit that is not a number: {exc}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise AssetError(f"{path}: joint {name!r:.80} has a limit that is not finite ({lo}, {hi})")
         limits[name] = (min(lo, hi), max(lo, hi))
     return limits
 
@@ -53,10 +58,8 @@ def urdf_links(path: str) -> list[str]:
     return [link.get("name", "") for link in root.iter("link")]
 
 
-class JointParams(BaseModel):
+class JointParams(RandomizerParams):
     """Which joints move, and how much of their range is used."""
-
-    model_config = ConfigDict(extra="forbid")
 
     range_fraction: Annotated[Scalar, Bounds(0, 1)] = Field(
         default=1.0, description="fraction of each joint's range, centred on its middle"
@@ -70,6 +73,27 @@ class JointAngles(Randomizer):
     name: ClassVar[str] = "robot/joints-v1"
     stage: ClassVar[Stage] = "scene"
     Params: ClassVar[type[BaseModel]] = JointParams
+
+    def check(self, ctx: SampleContext) -> None:
+        """Every joint named in ``joints`` is a movable joint of every targeted URDF fixture."""
+        p: JointParams = self.params  # type: ignore[assignment]
+        if p.joints is None:
+            return
+        wanted = set(self.tags)
+        for fx in ctx.spec.fixtures:
+            if not isinstance(fx.asset, str) or not fx.asset.endswith(".urdf"):
+                continue
+            if wanted and not wanted.intersection([*fx.tags, fx.name]):
+                continue
+            path = resolve_asset(fx.asset, base_dir=ctx.base_dir, roots=ctx.roots)
+            limits = urdf_joint_limits(str(Path(path)))
+            for j, name in enumerate(p.joints):
+                if name not in limits:
+                    raise SpecError(
+                        f"fixture '{fx.name}' ({fx.asset}) has no movable joint {name!r:.80}"
+                        f"{did_you_mean(name, limits)}; it has {', '.join(limits) or 'none'}",
+                        path=f"joints[{j}]",
+                    )
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return ``{"joints": {fixture_uid: {joint_name: position}}}`` (radians or metres)."""
@@ -85,7 +109,10 @@ class JointAngles(Randomizer):
             names = p.joints if p.joints is not None else list(limits)
             unknown = [n for n in names if n not in limits]
             if unknown:
-                raise AssetError(f"robot/joints-v1: {ref} has no movable joint {unknown[0]!r}; it has {list(limits)}")
+                raise AssetError(
+                    f"robot/joints-v1: {ref} has no movable joint {unknown[0]!r:.80}"
+                    f"{did_you_mean(unknown[0], limits)}; it has {', '.join(limits) or 'none'}"
+                )
             fraction = min(max(float(sample(p.range_fraction, rng, ctx.index)), 0.0), 1.0)
             angles = {}
             for name in names:

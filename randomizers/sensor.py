@@ -18,16 +18,12 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from simgen.randomizers import sensor_ops as ops
-from simgen.randomizers.base import SampleContext, SensorRandomizer
+from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer
 from simgen.randomizers.bounds import Bounds, draw_params
 from simgen.sampling import Const, IntRange, IntScalar, LogUniform, Scalar, Uniform
-
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class _Effect(SensorRandomizer):
@@ -41,7 +37,7 @@ class _Effect(SensorRandomizer):
 # --- noise ---------------------------------------------------------------------------------------------
 
 
-class GaussianNoiseParams(_Params):
+class GaussianNoiseParams(RandomizerParams):
     """Parameters of :class:`GaussianNoise`."""
 
     sigma: Annotated[Scalar, Bounds(0, 255)] = Field(
@@ -61,7 +57,7 @@ class GaussianNoise(_Effect):
         return ops.gaussian_noise(rgb, patch["sigma"], rng)
 
 
-class ShotNoiseParams(_Params):
+class ShotNoiseParams(RandomizerParams):
     """Parameters of :class:`ShotNoise`."""
 
     photons: Annotated[Scalar, Bounds(1, 1e9)] = Field(
@@ -82,7 +78,7 @@ class ShotNoise(_Effect):
         return ops.shot_noise(rgb, patch["photons"], rng)
 
 
-class DeadPixelsParams(_Params):
+class DeadPixelsParams(RandomizerParams):
     """Parameters of :class:`DeadPixels`."""
 
     dead_fraction: Annotated[Scalar, Bounds(0, 0.5)] = Field(
@@ -122,7 +118,7 @@ class DeadPixels(_Effect):
 # --- blur ------------------------------------------------------------------------------------------------
 
 
-class MotionBlurParams(_Params):
+class MotionBlurParams(RandomizerParams):
     """Parameters of :class:`MotionBlur`."""
 
     length_px: Annotated[Scalar, Bounds(0, 256)] = Field(
@@ -146,7 +142,7 @@ class MotionBlur(_Effect):
         return ops.motion_blur(rgb, patch["length_px"], patch["angle_deg"])
 
 
-class DefocusBlurParams(_Params):
+class DefocusBlurParams(RandomizerParams):
     """Parameters of :class:`DefocusBlur`."""
 
     radius_px: Annotated[Scalar, Bounds(0, 64)] = Field(
@@ -169,7 +165,7 @@ class DefocusBlur(_Effect):
 # --- compression -----------------------------------------------------------------------------------------
 
 
-class JpegParams(_Params):
+class JpegParams(RandomizerParams):
     """Parameters of :class:`Jpeg`."""
 
     quality: Annotated[IntScalar, Bounds(1, 100, integer=True)] = Field(
@@ -192,7 +188,7 @@ class Jpeg(_Effect):
 # --- tone and colour -------------------------------------------------------------------------------------
 
 
-class ExposureParams(_Params):
+class ExposureParams(RandomizerParams):
     """Parameters of :class:`Exposure`."""
 
     ev: Annotated[Scalar, Bounds(-16, 16)] = Field(
@@ -212,7 +208,7 @@ class Exposure(_Effect):
         return ops.exposure(rgb, patch["ev"])
 
 
-class GammaParams(_Params):
+class GammaParams(RandomizerParams):
     """Parameters of :class:`Gamma`."""
 
     gamma: Annotated[Scalar, Bounds(0.05, 20)] = Field(
@@ -232,7 +228,7 @@ class Gamma(_Effect):
         return ops.gamma(rgb, patch["gamma"])
 
 
-class WhiteBalanceParams(_Params):
+class WhiteBalanceParams(RandomizerParams):
     """Parameters of :class:`WhiteBalance`."""
 
     red: Annotated[Scalar, Bounds(0, 16)] = Field(
@@ -260,7 +256,7 @@ class WhiteBalance(_Effect):
         return ops.white_balance(rgb, patch["red"], patch["green"], patch["blue"])
 
 
-class ContrastParams(_Params):
+class ContrastParams(RandomizerParams):
     """Parameters of :class:`Contrast`."""
 
     factor: Annotated[Scalar, Bounds(0, 10)] = Field(
@@ -283,7 +279,7 @@ class Contrast(_Effect):
 # --- optics ----------------------------------------------------------------------------------------------
 
 
-class VignetteParams(_Params):
+class VignetteParams(RandomizerParams):
     """Parameters of :class:`Vignette`."""
 
     strength: Annotated[Scalar, Bounds(0, 1)] = Field(
@@ -308,7 +304,7 @@ class Vignette(_Effect):
         return ops.vignette(rgb, patch["strength"], patch["falloff"])
 
 
-class ChromaticAberrationParams(_Params):
+class ChromaticAberrationParams(RandomizerParams):
     """Parameters of :class:`ChromaticAberration`."""
 
     shift_px: Annotated[Scalar, Bounds(-64, 64)] = Field(

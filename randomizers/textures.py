@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from simgen.errors import did_you_mean
-from simgen.randomizers.base import Randomizer, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
 from simgen.randomizers.bounds import Bounds, draw, field_bounds
 from simgen.sampling import (
     Choice,
@@ -390,10 +390,8 @@ def _check_kind(value: Any) -> Any:
     return value
 
 
-class HSVColor(BaseModel):
+class HSVColor(RandomizerParams):
     """A colour drawn in HSV; each component is a constant or a distribution."""
-
-    model_config = ConfigDict(extra="forbid")
 
     hue: Annotated[Scalar, Bounds()] = Field(
         default_factory=lambda: Uniform(low=0.0, high=1.0), description="hue in [0, 1), wrapped"
@@ -413,10 +411,8 @@ class HSVColor(BaseModel):
         return [float(c) for c in colorsys.hsv_to_rgb(h, s, v)]
 
 
-class TextureParams(BaseModel):
+class TextureParams(RandomizerParams):
     """What procedural textures to draw: the kind and each kind's parameters, constants or distributions."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Annotated[str | Distribution, AfterValidator(_check_kind)] = Field(
         default_factory=lambda: Choice(values=list(TEXTURE_KINDS)),

@@ -36,9 +36,8 @@ class LookAtShell(Randomizer):
             K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
             fov = math.degrees(2 * math.atan(cam.height / (2 * fy)))
         else:
+            # The spec model keeps every fov_deg it can draw inside (0, 180) degrees.
             fov = DEFAULT_FOV_DEG if cam.fov_deg is None else float(sample(cam.fov_deg, rng, i))
-            if not 1.0 <= fov <= 179.0:
-                raise ValueError(f"camera.fov_deg drew {fov:.3f}, outside [1, 179] degrees")
             K = intrinsics_from_fov(cam.width, cam.height, fov)
         distance = float(sample(la.distance, rng, i))
         azimuth = float(sample(la.azimuth_deg, rng, i))

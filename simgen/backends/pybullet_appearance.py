@@ -4,8 +4,14 @@ A texture in a scene state is plain data (see :mod:`simgen.randomizers.textures`
 ``{"kind": "image", "path": "/abs/photo.png"}`` or a procedural record such as
 ``{"kind": "checker", "seed": 7, "size": 128, "colors": [[1, 1, 1], [0, 0, 0]], "cells": 8}``. A procedural
 record is rendered with :func:`simgen.randomizers.textures.render_texture` (pure and deterministic) and written
-once as a PNG under ``<tmp>/simgen-textures-<uid>/<simgen version>/<sha256 of the record's canonical JSON>.png``
+as a PNG under ``<tmp>/simgen-textures-<uid>/<simgen version>/<sha256 of the record's canonical JSON>.png``
 (atomic write, so parallel workers may race for the same file safely), then loaded with ``p.loadTexture``.
+
+The cache folder is trusted only when this user owns it and nobody else may write to it (it is created with
+mode 0700); otherwise a private folder made for this process is used instead, with a warning. A cached PNG is
+used only when its bytes hash to the digest of the PNG this process renders for the record (remembered per
+process), so a stale, damaged or planted file is rewritten, never drawn. An image file is checked once per
+process (per file version) to decode whole, so a corrupt image is an error naming it, never a grey surface.
 
 This is how TinyRenderer draws textures. With EGL, ``changeVisualShape(textureUniqueId=...)`` is unreliable
 (see :mod:`simgen.backends.pybullet_bake`), so the backend bakes the same PNG files into mesh materials instead.
@@ -14,19 +20,27 @@ Measured behaviour of PyBullet 3.2.7 (see ``tests/backends``):
 
 * ``resetSimulation`` invalidates texture ids (a stale id is silently ignored by ``changeVisualShape``), so
   :class:`TextureCache` reuses ids within one build only; TinyRenderer frees the textures then.
+* ``loadTexture`` accepts a file that is not an image (or a truncated one) and returns a valid id; the surface
+  is then drawn grey. Hence the decode check above.
 * ``specularColor`` is accepted but changes no pixel with either renderer in DIRECT mode: PyBullet forwards it
   to the OpenGL GUI only (measured: 0 pixels differ). It is applied anyway, for a GUI client and for the record.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import json
+import logging
 import os
+import shutil
+import stat
 import struct
 import tempfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +48,11 @@ from typing import Any
 import numpy as np
 import pybullet as p
 
+from simgen.assets import verify_image
 from simgen.errors import AssetError
+from simgen.writers.atomic import sha256_file
+
+logger = logging.getLogger(__name__)
 
 #: The texture record kind for a user's image file; every other kind is procedural.
 IMAGE_KIND = "image"
@@ -42,11 +60,43 @@ _WHITE = (1.0, 1.0, 1.0, 1.0)
 
 
 def texture_cache_dir() -> Path:
-    """Where procedural textures are written as PNG files (per user and simgen version)."""
+    """Where procedural textures are written as PNG files (per user and simgen version); see the module docstring."""
     import simgen
 
     uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
-    return Path(tempfile.gettempdir()) / f"simgen-textures-{uid}" / str(simgen.__version__)
+    return _private_dir(Path(tempfile.gettempdir()) / f"simgen-textures-{uid}", str(simgen.__version__))
+
+
+@functools.cache
+def _private_dir(base: Path, version: str) -> Path:
+    """``base/version``, each created with mode 0700 and checked; a fresh private folder if either is unsafe."""
+    try:
+        for folder in (base, base / version):
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+            problem = _unsafe(folder)
+            if problem:
+                break
+        else:
+            return base / version
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or exc})"
+    private = Path(tempfile.mkdtemp(prefix="simgen-textures-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    logger.warning("the texture cache folder %s %s; using %s for this process", folder, problem, private)
+    return private
+
+
+def _unsafe(folder: Path) -> str | None:
+    """Why ``folder`` cannot be trusted with cached files, or None (POSIX: ours, a real folder, not shared)."""
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder (a symlink or a file)"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if hasattr(os, "getuid") and st.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def record_digest(record: Mapping[str, Any]) -> str:
@@ -79,7 +129,7 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file through a temporary file and a rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -102,29 +152,52 @@ def texture_file(record: Any, where: str) -> str:
         An absolute file name PyBullet can load.
 
     Raises:
-        AssetError: A malformed record, a missing image file, or an invalid procedural record.
+        AssetError: A malformed record, a missing, oversized or undecodable image file (named), or an invalid
+            procedural record.
     """
     if not isinstance(record, Mapping):
         raise AssetError(f"{where}: expected a texture record (a mapping with 'kind'), got {record!r}")
     if record.get("kind") == IMAGE_KIND:
         path = record.get("path")
-        if not path or not Path(str(path)).is_file():
+        if not path or "\0" in str(path) or not Path(str(path)).is_file():
             raise AssetError(f"{where}.path: image texture file not found: {path!r}")
+        verify_image(str(path), f"{where}.path")
         return str(Path(str(path)).resolve())
     try:
-        target = texture_cache_dir() / f"{record_digest(record)}.png"
+        digest = record_digest(record)
     except (TypeError, ValueError) as exc:
         raise AssetError(f"{where}: a texture record must be plain JSON: {exc}") from exc
-    if target.is_file():
+    target = texture_cache_dir() / f"{digest}.png"
+    expected = _png_digests.get(digest)
+    if expected is not None and _holds(target, expected):
+        _png_digests.move_to_end(digest)
         return str(target)
     from simgen.randomizers.textures import render_texture
 
     try:
-        rgb = render_texture(record)
+        data = encode_png(render_texture(record))
     except ValueError as exc:
         raise AssetError(f"{where}: {exc}") from exc
-    write_atomic(target, encode_png(rgb))
+    expected = hashlib.sha256(data).hexdigest()
+    _png_digests[digest] = expected
+    while len(_png_digests) > _MAX_DIGESTS:
+        _png_digests.popitem(last=False)
+    if not _holds(target, expected):
+        write_atomic(target, data)
     return str(target)
+
+
+#: sha256 of the PNG bytes rendered in this process, by record digest (the few thousand used last).
+_png_digests: OrderedDict[str, str] = OrderedDict()
+_MAX_DIGESTS = 4096
+
+
+def _holds(path: Path, digest: str) -> bool:
+    """Whether ``path`` is a regular file (not a symlink) whose bytes hash to ``digest``."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode) and sha256_file(path) == digest
+    except OSError:
+        return False
 
 
 class TextureCache:

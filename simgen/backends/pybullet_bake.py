@@ -128,20 +128,11 @@ def baked_urdf(urdf_path: str, texture_png: str) -> str:
 
 
 def _resolve(base: Path, filename: str) -> Path:
-    """A URDF file reference as PyBullet finds it: relative to the URDF, ``package://`` stripped."""
-    name = filename
-    for prefix in ("package://", "file://"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-    candidate = Path(name)
-    if candidate.is_absolute():
-        return candidate
-    parts = candidate.parts
-    for skip in range(len(parts)):  # package://<package>/path: the package folder may be the URDF's own
-        path = base.joinpath(*parts[skip:])
-        if path.exists():
-            return path.resolve()
-    return (base / candidate).resolve()
+    """A URDF file reference as PyBullet finds it: the same lookup the asset sandbox checked at load time."""
+    from simgen.assets import find_referenced_file
+
+    found = find_referenced_file(base / "x.urdf", filename)
+    return found if found is not None else (base / filename).resolve()
 
 
 @functools.lru_cache(maxsize=256)

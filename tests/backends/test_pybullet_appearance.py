@@ -274,3 +274,100 @@ def test_bad_occluders_are_refused_and_leave_nothing_behind(tiny: PyBulletBacken
     with pytest.raises(AssetError, match=r"occluders\[0\]: a box needs 'size'"):
         tiny.render(pb.view(T, occluders=[{**good, "shape": "box"}]))
     assert p.getNumBodies(physicsClientId=tiny.client_id) == bodies
+
+
+# --- corrupt images and the texture cache (issue 10) -----------------------------------------------------
+
+
+def test_corrupt_image_texture_is_an_error_not_grey(tiny: PyBulletBackend, pb: SimpleNamespace, tmp_path: Path) -> None:
+    """PyBullet's ``loadTexture`` accepts a file that is no image (and draws the surface grey); the backend refuses
+    it, naming the file, for objects and the ground alike."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    cid = p.connect(p.DIRECT)
+    try:
+        assert p.loadTexture(str(bad), physicsClientId=cid) >= 0  # why the check is needed
+    finally:
+        p.disconnect(physicsClientId=cid)
+    with pytest.raises(AssetError, match=rf"objects\['cube/0'\].texture.path: {bad} is not a readable image"):
+        tiny.build(textured_scene(pb, {"kind": "image", "path": str(bad)}))
+    good = (pb.DATA / "uvmap.png").read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(AssetError, match=rf"ground.texture.path: .*{cut} is truncated or corrupt"):
+        tiny.build(textured_scene(pb, ground={"kind": "image", "path": str(cut)}))
+    tiny.build(textured_scene(pb, {"kind": "image", "path": str(pb.DATA / "uvmap.png")}))  # a whole image is fine
+
+
+@pytest.fixture
+def fresh_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of its own, as the texture cache's parent, with this process's digests forgotten."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(appearance, "_png_digests", type(appearance._png_digests)())
+    return tmp_path
+
+
+def cache_path(tmp: Path, record: dict[str, Any]) -> Path:
+    import os
+
+    import simgen
+
+    return tmp / f"simgen-textures-{os.getuid()}" / simgen.__version__ / f"{appearance.record_digest(record)}.png"
+
+
+def test_texture_cache_folder_is_private(fresh_tmp: Path) -> None:
+    path = Path(appearance.texture_file(CHECKER, "x"))
+    assert path == cache_path(fresh_tmp, CHECKER)
+    assert (path.parent.stat().st_mode & 0o777, path.parent.parent.stat().st_mode & 0o777) == (0o700, 0o700)
+
+
+def test_planted_cache_file_is_never_drawn(pb: SimpleNamespace, fresh_tmp: Path) -> None:
+    """A file at a procedural texture's cache path is used only if its bytes are the PNG of the record.
+
+    Each render uses a new client: PyBullet keeps a texture it loaded by file name for the client's life.
+    """
+    cam = pb.view(pb.look_at([0.5, -0.6, 0.7], [0.0, 0.0, 0.05]))
+
+    def render() -> np.ndarray:
+        with PyBulletBackend(renderer="tiny") as backend:
+            backend.build(textured_scene(pb, CHECKER, PERLIN))
+            return backend.render(cam).rgb
+
+    clean = render()
+    red = appearance.encode_png(np.full((64, 64, 3), (255, 0, 0), np.uint8))
+    for forget in (False, True):  # this process rendered the record already, or not (a new worker)
+        if forget:
+            appearance._png_digests.clear()
+        for record in (CHECKER, PERLIN):
+            cache_path(fresh_tmp, record).write_bytes(red)
+        np.testing.assert_array_equal(render(), clean)
+        assert cache_path(fresh_tmp, CHECKER).read_bytes() == appearance.encode_png(render_texture(CHECKER))
+
+
+@pytest.mark.parametrize("how", ["world-writable", "symlink", "other-owner"])
+def test_unsafe_cache_folder_is_bypassed(
+    fresh_tmp: Path, how: str, caplog: pytest.LogCaptureFixture, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import os
+
+    shared = cache_path(fresh_tmp, CHECKER).parent.parent
+    if how == "symlink":
+        elsewhere = tmp_path_factory.mktemp("attacker")
+        shared.symlink_to(elsewhere)
+    else:
+        shared.mkdir()
+        if how == "world-writable":
+            shared.chmod(0o777)
+        elif os.geteuid() == 0:
+            os.chown(shared, 65534, 65534)
+        else:
+            pytest.skip("only root can make a folder owned by another user")
+    with caplog.at_level("WARNING", logger=appearance.__name__):
+        path = Path(appearance.texture_file(CHECKER, "x"))
+    assert shared not in path.parents and shared.resolve() not in path.parents
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.read_bytes() == appearance.encode_png(render_texture(CHECKER))
+    assert "texture cache folder" in caplog.text and str(shared) in caplog.text
+    assert not list(shared.resolve().rglob("*.png"))  # nothing written where others can reach

@@ -68,3 +68,58 @@ def test_guard_restores_modules() -> None:
     import pybullet as again
 
     assert again is pybullet
+
+
+# --- every parameter of every registered randomizer is validated at load time (issue 10) -------------------
+
+import copy  # noqa: E402
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from simgen.errors import SpecError  # noqa: E402
+from simgen.spec import load_spec, read_spec_file  # noqa: E402
+
+SCENES = Path(__file__).resolve().parents[2] / "scenes"
+BASE = read_spec_file(SCENES / "tabletop_clutter.yaml")
+
+
+def _param_cases() -> list[tuple[str, str]]:
+    return [(name, field) for name in REGISTRY.names() for field in REGISTRY.get(name).Params.model_fields]
+
+
+def _load_with(name: str, field: str, value: object) -> None:
+    raw = copy.deepcopy(BASE)
+    entry = {"type": name, **REGISTRY.get(name).example_params, field: value}
+    raw["randomizers"] = [entry]
+    load_spec(raw, base_dir=SCENES, check_assets=False)
+
+
+@pytest.mark.parametrize(("name", "field"), _param_cases(), ids=[f"{n}.{f}" for n, f in _param_cases()])
+def test_every_parameter_refuses_nan_infinity_and_wrong_types(name: str, field: str) -> None:
+    cls = REGISTRY.get(name)
+    annotation = cls.Params.model_fields[field].annotation
+    bad: list[object] = [math.nan, math.inf, -math.inf, {"kind": "const", "value": math.nan}, 10**400]
+    if annotation is not bool:
+        bad.append(True)  # a boolean is never a number, a name or a list
+    for value in bad:
+        with pytest.raises(SpecError) as info:
+            _load_with(name, field, value)
+        assert info.value.path.startswith(f"randomizers[0].{field}"), (value, str(info.value))
+
+
+def test_the_issue_colour_parameters_are_bounded(tmp_path) -> None:
+    """`saturation: 5`, `alpha: -1` and `value: .nan` were accepted; each now fails at load time, from YAML."""
+    for field, text in [("saturation", "5"), ("alpha", "-1"), ("value", ".nan")]:
+        spec = tmp_path / f"{field}.yaml"
+        raw = {k: v for k, v in BASE.items() if k != "randomizers"}
+        section = f"randomizers:\n  - type: appearance/color-v1\n    tags: [clutter]\n    {field}: {text}\n"
+        spec.write_text(yaml_dump(raw) + section)
+        with pytest.raises(SpecError) as info:
+            load_spec(spec, base_dir=SCENES, check_assets=False)
+        assert info.value.path == f"randomizers[0].{field}", str(info.value)
+
+
+def yaml_dump(raw: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -14,6 +14,7 @@ from simgen.engine.scene_state import RandomizerSet, sample_scene, sample_view
 from simgen.errors import AssetError, SpecError
 from simgen.frame import FrameBuffers
 from simgen.randomizers.background import BackgroundParams, BackgroundPhoto
+from simgen.randomizers.base import SampleContext
 from simgen.randomizers.materials import ImageTexture, ImageTextureParams
 from simgen.randomizers.occluders import FlyingOccluders, OccluderParams
 from simgen.randomizers.robots import JointAngles, JointParams, urdf_joint_limits, urdf_links
@@ -117,3 +118,76 @@ def test_background_photo_replaces_only_empty_pixels() -> None:
     cut = r.apply_with(rgb, {**patch, "replace": "non-objects"}, rng_for(0), buffers)
     assert np.array_equal(cut[ids > 0], rgb[ids > 0]) and (cut[(ids == 0) & (depth > 0)] != 7).any()
     assert cv2.imread(patch["path"]) is not None and math.isfinite(patch["crop"][0])
+
+
+# --- placement with min_spacing (issue 10: min_spacing that cannot be met) ------------------------------------
+
+
+def _placed(raw: dict, seed: int = 0) -> np.ndarray:
+    loaded = load_spec(raw, base_dir=REPO / "scenes")
+    rs = RandomizerSet.from_spec(loaded)
+    state, _ = sample_scene(loaded, rs, seed, 0)
+    return np.array([o["position"][:2] for o in state["objects"].values()])
+
+
+def _spaced_spec(count: int, size: list[float], spacing: float) -> dict:
+    return {
+        "objects": [
+            {
+                "name": "g",
+                "assets": [{"shape": "sphere", "radius": 0.01}],
+                "count": count,
+                "region": {"center": [0, 0, 0.1], "size": size},
+                "min_spacing": spacing,
+            }
+        ]
+    }
+
+
+def test_min_spacing_is_met_when_the_region_has_room() -> None:
+    xy = _placed(_spaced_spec(6, [2.0, 2.0, 0.0], 0.3))
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(xy) for b in xy[i + 1 :]]
+    assert len(xy) == 6 and min(gaps) >= 0.3
+
+
+def test_a_crowded_but_possible_region_warns_and_keeps_the_farthest_try(caplog: pytest.LogCaptureFixture) -> None:
+    # Five points 0.25 apart on a 1 m segment fit only exactly (Oler's bound is 5): random tries all but never do.
+    raw = _spaced_spec(5, [1.0, 0.0, 0.0], 0.25)
+    with caplog.at_level("WARNING", logger="simgen.randomizers.objects"):
+        xy = _placed(raw)
+    assert "objects[0].min_spacing: scene 0: some objects are closer than 0.25 m" in caplog.text
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(xy) for b in xy[i + 1 :]]
+    assert len(xy) == 5 and min(gaps) > 0.0
+    raw["objects"][0]["count"] = 6  # one more can never fit: refused when the spec loads, not during the run
+    with pytest.raises(SpecError, match=r"objects\[0\]\.min_spacing: 6 objects .* at most 5 fit"):
+        load_spec(raw)
+
+
+def test_the_drop_keeps_the_candidate_farthest_from_its_neighbours() -> None:
+    from simgen.randomizers.objects import DropPlacement
+
+    drop = DropPlacement()
+    center, size = np.zeros(3), np.array([1.0, 1.0, 0.0])
+    before = np.array([[0.0, 0.0], [0.4, 0.4], [-0.4, -0.4], [0.4, -0.4], [-0.4, 0.4]])
+    pos, met = drop._drop_point(rng_for(5, "drop"), center, size, 10.0, before)  # 10 m apart: impossible
+    replay = rng_for(5, "drop")
+    tries = [center + replay.uniform(-0.5, 0.5, size=3) * size for _ in range(drop.max_tries)]
+    gap = lambda p: np.min(np.linalg.norm(before - p[:2], axis=1))  # noqa: E731
+    assert not met and np.array_equal(pos, max(tries, key=gap))
+    pos, met = drop._drop_point(rng_for(5, "drop"), center, size, 0.01, before)
+    assert met and np.array_equal(pos, tries[0])  # the first try far enough is taken, as before
+
+
+def test_joint_names_are_checked_against_the_urdf_before_sampling() -> None:
+    """The load-time hook: an unknown joint names its entry's field, with a suggestion, before anything runs."""
+    raw = read_spec_file(REPO / "scenes" / "robot_workcell.yaml")
+    loaded = load_spec(raw, base_dir=REPO / "scenes")
+    ctx = SampleContext(spec=loaded.spec, index=0, base_dir=loaded.base_dir, roots=loaded.roots)
+    JointAngles(JointParams(joints=["panda_joint1", "panda_joint7"]), ["robot"]).check(ctx)
+    with pytest.raises(SpecError) as info:
+        JointAngles(JointParams(joints=["panda_joint1", "panda_jiont3"]), ["robot"]).check(ctx)
+    assert info.value.path == "joints[1]"
+    assert "no movable joint 'panda_jiont3' (did you mean 'panda_joint3'?)" in str(info.value)
+    with pytest.raises(SpecError, match="fixture 'table' .* has no movable joint 'panda_joint1'; it has none"):
+        JointAngles(JointParams(joints=["panda_joint1"]), ["table"]).check(ctx)  # sample() would fail there too
+    JointAngles(JointParams(), ["table"]).check(ctx)  # no joints named: every movable one (none) is fine

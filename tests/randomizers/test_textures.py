@@ -226,3 +226,32 @@ def test_ground_patch_merges_into_the_scene_state(ctx) -> None:
 @pytest.mark.parametrize("name", ["appearance/procedural-texture-v1", "appearance/ground-texture-v1"])
 def test_texture_randomizers_conform(name: str, ctx) -> None:
     check_randomizer(REGISTRY.get(name)(), ctx)
+
+
+def test_image_textures_refuse_a_broken_photo_and_the_backend_refuses_a_corrupt_one(tmp_path) -> None:
+    """Issue 10: a folder's undecodable photo is an error naming it, never a grey surface in the dataset."""
+    import dataclasses
+
+    import cv2
+
+    from simgen.backends.pybullet_appearance import texture_file
+    from simgen.errors import AssetError
+    from simgen.randomizers.materials import ImageTexture, ImageTextureParams
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((8, 8, 3), 200, np.uint8))
+    ctx = dataclasses.replace(example_context(), base_dir=tmp_path, roots=())
+    randomizer = ImageTexture(ImageTextureParams(folder="photos"), [])
+    record = next(iter(randomizer.sample(rng_for(0), ctx)["objects"].values()))["texture"]
+    assert record == {"kind": "image", "path": str(folder / "a.png")}
+    assert texture_file(record, "objects['x'].texture") == str(folder / "a.png")
+
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n then junk")  # listed, but no image
+    with pytest.raises(AssetError, match=r"appearance/image-texture-v1: .*b.png is not a readable image"):
+        randomizer.sample(rng_for(0), ctx)
+    (folder / "b.png").unlink()
+    data = (folder / "a.png").read_bytes()
+    (folder / "a.png").write_bytes(data[:-20])  # the header is intact, the end is cut off
+    with pytest.raises(AssetError, match=r"objects\['x'\].texture.path: .*a.png is truncated or corrupt"):
+        texture_file(record, "objects['x'].texture")

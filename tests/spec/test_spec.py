@@ -96,8 +96,8 @@ BAD_SPECS = [
     ("top-level-typo", _set("frames_per_scen", 3), "frames_per_scen", "did you mean 'frames_per_scene'"),
     ("fov-not-number", _set("camera.fov_deg", "wide"), "camera.fov_deg", "valid number"),
     ("width-negative", _set("camera.width", -5), "camera.width", "greater than 0"),
-    ("far-before-near", _set("camera.far", 0.01), "camera", "far must be > near"),
-    ("fov-and-intrinsics", _set("camera.intrinsics", {"fx": 500, "fy": 500, "cx": 320, "cy": 240}), "camera", "not both"),
+    ("far-before-near", _set("camera.far", 0.01), "camera.far", "far must be > near"),
+    ("fov-and-intrinsics", _set("camera.intrinsics", {"fx": 500, "fy": 500, "cx": 320, "cy": 240}), "camera.intrinsics", "not both"),
     ("distribution-without-kind", _set("objects.0.scale", {"low": 1}), "objects[0].scale", "needs a 'kind'"),
     ("uniform-missing-high", _set("camera.look_at.distance", {"kind": "uniform", "low": 1}), "camera.look_at.distance.high", "missing"),
     ("normal-negative-std", _set("light.intensity", {"kind": "normal", "mean": 1, "std": -1}), "light.intensity.std", "greater than or equal to 0"),
@@ -118,8 +118,8 @@ BAD_SPECS = [
     ("version-wrong", _set("version", 2), "version", "expected 1"),
     ("labels-visibility-above-one", _set("labels.min_visibility", 1.5), "labels.min_visibility", "less than or equal to 1"),
     ("on-filtered-typo", _set("labels.on_filtered", "dorp"), "labels.on_filtered", "did you mean 'drop'"),
-    ("primitive-box-without-size", _set("objects.0.assets", [{"shape": "box"}]), "objects[0].assets[0]", "a box needs size"),
-    ("duplicate-names", _set("fixtures.0.name", "clutter"), "<root>", "used twice"),
+    ("primitive-box-without-size", _set("objects.0.assets", [{"shape": "box"}]), "objects[0].assets[0].size", "a box needs size"),
+    ("duplicate-names", _set("fixtures.0.name", "clutter"), "objects[0].name", "used twice"),
     ("physics-negative-steps", _set("physics.max_steps", -1), "physics.max_steps", "greater than or equal to 0"),
 ]
 
@@ -191,7 +191,9 @@ def test_symlink_out_of_the_spec_folder_is_refused(tmp_path: Path) -> None:
     raw = {"objects": [{"name": "g", "assets": ["link.urdf"]}]}
     with pytest.raises(AssetError, match="outside the allowed asset roots"):
         load_spec(raw, base_dir=spec_dir)
-    load_spec({**raw, "asset_roots": [str(outside)]}, base_dir=spec_dir)  # listing the root allows it
+    with pytest.raises(SpecError, match="outside the spec's folder"):  # a spec cannot widen its own sandbox
+        load_spec({**raw, "asset_roots": [str(outside)]}, base_dir=spec_dir)
+    load_spec(raw, base_dir=spec_dir, asset_roots=[outside])  # the caller (--asset-root) can
 
 
 def test_user_asset_relative_to_spec(tmp_path: Path) -> None:
