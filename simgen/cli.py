@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from simgen.console import err as console
 from simgen.console import out as out_console
 from simgen.console import print_error
-from simgen.errors import SimgenError
+from simgen.errors import OutputWriteError, SimgenError
 
 app = typer.Typer(
     name="simgen",
@@ -49,7 +50,10 @@ def clean_errors(func: Callable[P, R]) -> Callable[P, R]:
             print_error(exc)
             raise typer.Exit(2) from None
         except OSError as exc:
-            print_error(describe_os_error(exc))
+            if OutputWriteError.convertible(exc):  # a full or read-only disk: say how to finish the run
+                print_error(OutputWriteError.from_os_error(exc))
+            else:
+                print_error(describe_os_error(exc))
             raise typer.Exit(2) from None
 
     return wrapper
@@ -107,8 +111,16 @@ def generate(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     renderer: Annotated[str, typer.Option(help="auto, egl or tiny.")] = "auto",
     resolution: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, overriding the spec.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in OUT.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing simgen dataset in OUT.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue, or repair, the run in OUT (rechecks every checksum).")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace a previous simgen run in OUT: removes only files simgen recorded; "
+            "refuses if OUT holds anything else."
+        ),
+    ] = False,
     shard_frames: Annotated[
         int | None,
         typer.Option(min=1, help="About how many frames per shard (default: 16 shards per worker, 64 frames at most)."),
@@ -130,19 +142,23 @@ def generate(
         TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} frames/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("frames", total=n, rate="-")
-        frame_rate = FrameRate()
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("frames", total=n, rate="-")
+            frame_rate = FrameRate()
 
-        def advance(k: int) -> None:
-            bar.update(task, advance=k, rate=frame_rate.advance(k))
+            def advance(k: int) -> None:
+                bar.update(task, advance=k, rate=frame_rate.advance(k))
 
-        result = run_generate(
-            spec, out, n_frames=n, seed=seed, workers=workers, renderer=renderer,
-            resolution=_parse_resolution(resolution), resume=resume, overwrite=overwrite,
-            shard_frames=shard_frames, asset_roots=asset_root or [], runner=runner, ray_address=address,
-            progress=advance,
-        )  # fmt: skip
+            result = run_generate(
+                spec, out, n_frames=n, seed=seed, workers=workers, renderer=renderer,
+                resolution=_parse_resolution(resolution), resume=resume, overwrite=overwrite,
+                shard_frames=shard_frames, asset_roots=asset_root or [], runner=runner, ray_address=address,
+                progress=advance,
+            )  # fmt: skip
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (simgen.errors.Interrupted): workers are stopped
+        print_error("interrupted; rerun with --resume to finish")
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     rate = result.made / result.seconds if result.seconds > 0 else 0.0
     console.print(
         f"[green]wrote[/] {result.n_frames} frames to {result.out} "
@@ -188,18 +204,18 @@ def inspect(
 @app.command()
 @clean_errors
 def verify(out: Annotated[Path, typer.Argument(help="A generated dataset folder.")]) -> None:
-    """Recompute the recorded checksums; exit 1 if any file is missing, extra or corrupt."""
+    """Recompute the recorded checksums; exit 1 if any file is missing, extra or corrupt, or a record is invalid."""
     from simgen.engine.verify import verify_dataset
 
     report = verify_dataset(out)
-    for kind, paths in (("missing", report.missing), ("corrupt", report.corrupt), ("extra", report.extra)):
+    findings = (("missing", report.missing), ("corrupt", report.corrupt), ("extra", report.extra),
+                ("invalid", report.invalid))  # fmt: skip
+    for kind, paths in findings:
         for rel in paths:
-            out_console.print(f"[red]{kind}[/] {rel}")
+            out_console.print(f"[red]{kind}[/] {escape(str(rel))}")
     if not report.ok:
-        out_console.print(
-            f"[red]FAILED[/]: {len(report.missing)} missing, {len(report.corrupt)} corrupt, {len(report.extra)} extra "
-            f"({report.checked} files checked)"
-        )
+        counts = ", ".join(f"{len(paths)} {kind}" for kind, paths in findings)
+        out_console.print(f"[red]FAILED[/]: {counts} ({report.checked} files checked)")
         raise typer.Exit(1)
     out_console.print(f"[green]OK[/]: {report.checked} files match their checksums")
 

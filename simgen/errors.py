@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
+from typing import ClassVar
 
 
 class SimgenError(Exception):
@@ -40,6 +43,10 @@ class SpecError(SimgenError, ValueError):
         super().__init__(text)
 
 
+class PlanError(SimgenError, ValueError):
+    """A run cannot be planned: a frame count or shard size that is not a positive integer, or too large."""
+
+
 class AssetError(SimgenError, ValueError):
     """An asset reference cannot be resolved, or resolves outside the allowed roots."""
 
@@ -69,8 +76,90 @@ class RegistryError(SimgenError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class WorkerCrashed(SimgenError, RuntimeError):
+    """A worker process died of a signal (a native crash, SIGKILL, the OOM killer) and its retry died too.
+
+    Attributes:
+        shard: The shard's name (``s00003``), or None when the worker died before it started a shard.
+        scene: The scene the shard was at (its first scene with an unfinished frame), or None.
+        signal: The signal's name (``SIGSEGV``), or ``exit code N`` for a worker that exited on its own.
+    """
+
+    def __init__(self, message: str, *, shard: str | None = None, scene: int | None = None, signal: str = "") -> None:
+        self.shard, self.scene, self.signal = shard, scene, signal
+        super().__init__(message)
+
+
+class OutputWriteError(SimgenError, OSError):
+    """Writing the dataset failed for a reason of the filesystem (full, read-only, no permission).
+
+    Attributes:
+        path: The file or folder being written.
+        errno: The OS error number (``errno.ENOSPC``, ...).
+    """
+
+    _WHY: ClassVar[dict[int, str]] = {
+        errno.ENOSPC: "disk full",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EFBIG: "file too large",
+    }
+
+    def __init__(self, message: str, *, path: str = "", errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno_
+
+    @classmethod
+    def convertible(cls, exc: BaseException) -> bool:
+        """Whether ``exc`` is an OSError of the filesystem refusing a write (full, read-only, permissions)."""
+        return isinstance(exc, OSError) and not isinstance(exc, SimgenError) and exc.errno in cls._WHY
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, default_path: str | os.PathLike[str] = "") -> OutputWriteError:
+        """The one-line error for a write that the filesystem refused (see :meth:`convertible`).
+
+        Args:
+            exc: The OSError.
+            default_path: The path to name when the error carries none (a failed ``write`` or ``flush``).
+        """
+        path = str(exc.filename) if exc.filename is not None else str(default_path)
+        why = cls._WHY.get(exc.errno or 0, "cannot write")
+        detail = (exc.strerror or str(exc)).lower()
+        fix = "free space" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix the folder"
+        where = f" {path}" if path else ""
+        return cls(f"{why} writing{where}: {detail}; {fix} and rerun with --resume", path=path, errno_=exc.errno)
+
+
+class RunnerUnavailable(SimgenError, RuntimeError):
+    """A runner (a Ray cluster, a process pool) cannot be started or reached."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM); handled like Ctrl-C.
+
+    Attributes:
+        signum: The signal number.
+        exit_code: The conventional exit status, ``128 + signum`` (143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by signal {signum}")
+
+
+#: Names longer than this get no suggestion: no valid name is that long, and difflib is quadratic.
+MAX_SUGGESTED_NAME = 200
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return a " (did you mean 'x'?)" suffix for the closest choice, or an empty string.
+
+    Never suggests the name itself (when the name is valid but misplaced, or the problem is elsewhere,
+    "did you mean 'x'?" after 'x' only confuses), and never compares an over-long name.
 
     Args:
         name: The unknown name the user gave.
@@ -79,5 +168,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     Returns:
         A suffix to append to an error message.
     """
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    if not isinstance(name, str) or len(name) > MAX_SUGGESTED_NAME:
+        return ""
+    others = [c for c in choices if c != name and len(c) <= MAX_SUGGESTED_NAME]
+    same_but_case = [c for c in others if c.lower() == name.lower()]
+    matches = same_but_case or difflib.get_close_matches(name, others, n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""

@@ -18,6 +18,11 @@ One backend owns one PyBullet physics client in DIRECT mode (one per worker proc
   first build of a process (after that, another build's image), so with EGL a texture is baked into a copy of
   the body's mesh files instead (see :mod:`simgen.backends.pybullet_bake`); TinyRenderer uses
   ``loadTexture``/``changeVisualShape`` (see :mod:`simgen.backends.pybullet_appearance`).
+* **EGL texture rows.** The plugin uploads textures as packed 8-bit RGB under OpenGL's default
+  ``GL_UNPACK_ALIGNMENT`` of 4: a texture whose width is not a multiple of 4 was drawn sheared, and its upload
+  read past the end of the pixel buffer (pybullet_data's tray: a SIGSEGV in ``loadURDF`` whenever the page after
+  that buffer happened to be unmapped). The plugin's context gets ``GL_UNPACK_ALIGNMENT`` 1 as it loads (see
+  :mod:`simgen.backends.pybullet_egl`).
 * **EGL memory.** The plugin frees no mesh or texture on ``resetSimulation``: measured ~7 MB per build of
   ten objects on a table (its own textured meshes: duck, cube, table), ~1 MB more with eleven 128-256 px
   textures. TinyRenderer frees everything. Long EGL runs should recycle worker processes.
@@ -95,7 +100,7 @@ from simgen.backends.pybullet_records import Body as _Body
 from simgen.backends.pybullet_records import Instance as _Instance
 from simgen.backends.pybullet_visibility import VisibilityMixin
 from simgen.errors import AssetError, BackendUnavailable, did_you_mean
-from simgen.frame import FrameBuffers, ObjectInfo
+from simgen.frame import FrameBuffers, ModelPart, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +161,7 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
         self._link_instances: dict[tuple[int, int], int] = {}
         self._spellings: dict[tuple[str, float, int], int] = {}
         self._box_cache: dict[tuple[str, float], tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
+        self._model_cache: dict[tuple[str, float], tuple[ModelPart, ...]] = {}
         self._cid = p.connect(p.DIRECT)
         if self._cid < 0:
             raise BackendUnavailable("PyBullet could not start a DIRECT physics client")
@@ -320,6 +326,7 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
                 bbox3d_center=center,
                 bbox3d_size=size,
                 asset=str(entry.get("asset") or ""),
+                model=self._object_model(record, cache_key) if exact else (),
             )
             self._bodies.append(record)
             self._objects.append(record)
@@ -515,6 +522,7 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
                     labeled=True,
                     bbox3d_center=(0.0, 0.0, 0.0),
                     bbox3d_size=tuple(float(v) for v in 2.0 * half),  # type: ignore[arg-type]
+                    model=self._object_model(record),
                 )
                 instances.append(_Instance(record.info, record, None, True))
         return instances

@@ -2,6 +2,18 @@
 
 See :mod:`simgen.backends.pybullet_backend` for the measured quirks this works around: one EGL client per
 process, warm-up frames, and GL information printed to C-level stdout on load, first frames and disconnect.
+
+**Texture rows.** The plugin uploads every texture as tightly packed 8-bit RGB (``stb_image`` with 3
+components) through ``glTexImage2D``, under OpenGL's default ``GL_UNPACK_ALIGNMENT`` of 4. A texture whose
+width is not a multiple of 4 has rows of ``3 * width`` bytes that are not a multiple of 4, so OpenGL reads
+each row one to three bytes further on than the last: the image is drawn sheared, with its colour channels
+rotated, and the upload reads up to ``3 * height`` bytes past the end of the pixel buffer. pybullet_data's
+``tray/tray.jpg`` (853x1461) over-reads 1460 bytes of a 3.7 MB buffer; with glibc's mmap threshold pinned
+(:mod:`simgen.engine.memory`) that buffer is a mapping of its own, 527 bytes too short, and whether the page
+after it is mapped depends on the address-space layout: a bare SIGSEGV in ``loadURDF`` (measured: 4 of 5
+runs of ``bin_picking`` at 320x240, in a process's second scene). :func:`load_egl_plugin` therefore sets
+``GL_UNPACK_ALIGNMENT`` to 1 in the plugin's GL context, right after loading it: every texture is then read
+exactly, and drawn as TinyRenderer draws it. Textures whose width is a multiple of 4 are unchanged, bit for bit.
 """
 
 from __future__ import annotations
@@ -13,8 +25,9 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pybullet as p
 
@@ -24,6 +37,7 @@ EGL_WARMUP_FRAMES = 2
 EGL_CLIENTS: set[int] = set()
 EGL_LOCK = threading.Lock()
 EGL_BUSY = "another EGL backend is alive in this process (the plugin supports one at a time)"
+_GL_UNPACK_ALIGNMENT = 0x0CF5
 
 
 @contextlib.contextmanager
@@ -84,12 +98,66 @@ def load_egl_plugin(cid: int) -> str | None:
     try:
         with quiet_stdout():
             plugin = p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=cid)
-            if plugin >= 0:
-                for _ in range(EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
-                    p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=cid)
+            if plugin < 0:
+                return "loadPlugin returned -1 (no EGL device?)"
+            # Before any texture is uploaded: rows of any width are then read exactly (see the module docstring).
+            error = set_unpack_alignment(1)
+            if error is not None:
+                return error
+            for _ in range(EGL_WARMUP_FRAMES):  # the first frames of a fresh plugin have no shadows
+                p.getCameraImage(8, 8, renderer=p.ER_BULLET_HARDWARE_OPENGL, physicsClientId=cid)
     except p.error as exc:
         return str(exc)
-    return None if plugin >= 0 else "loadPlugin returned -1 (no EGL device?)"
+    return None
+
+
+def _gl_pixel_store() -> tuple[Callable[[int, int], None], Callable[[int, Any], None]] | str:
+    """``glPixelStorei`` and ``glGetIntegerv`` of the GL context current on this thread, or why there are none."""
+    # The plugin's GL loader opens libEGL.so.1 (else libEGL.so): the same library, so the same current context.
+    egl = None
+    for name in ("libEGL.so.1", "libEGL.so"):
+        with contextlib.suppress(OSError):
+            egl = ctypes.CDLL(name)
+            break
+    if egl is None:
+        return "cannot open libEGL"
+    egl.eglGetCurrentContext.restype = ctypes.c_void_p
+    egl.eglGetProcAddress.restype = ctypes.c_void_p
+    egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+    if not egl.eglGetCurrentContext():
+        return "no GL context is current on this thread"
+    store, get = egl.eglGetProcAddress(b"glPixelStorei"), egl.eglGetProcAddress(b"glGetIntegerv")
+    if not store or not get:
+        return "libEGL does not resolve glPixelStorei and glGetIntegerv"
+    return (
+        ctypes.CFUNCTYPE(None, ctypes.c_uint, ctypes.c_int)(store),
+        ctypes.CFUNCTYPE(None, ctypes.c_uint, ctypes.POINTER(ctypes.c_int))(get),
+    )
+
+
+def unpack_alignment() -> int | None:
+    """``GL_UNPACK_ALIGNMENT`` of the GL context current on this thread, or None without one."""
+    fns = _gl_pixel_store()
+    if isinstance(fns, str):
+        return None
+    value = ctypes.c_int(-1)
+    fns[1](_GL_UNPACK_ALIGNMENT, ctypes.byref(value))
+    return value.value
+
+
+def set_unpack_alignment(alignment: int) -> str | None:
+    """Set ``GL_UNPACK_ALIGNMENT`` in the GL context current on this thread (the plugin's; see the module docstring).
+
+    Returns:
+        None on success, else why it could not be set (the plugin would then over-read texture buffers).
+    """
+    fns = _gl_pixel_store()
+    if isinstance(fns, str):
+        return f"cannot set GL_UNPACK_ALIGNMENT: {fns}"
+    fns[0](_GL_UNPACK_ALIGNMENT, alignment)
+    if unpack_alignment() != alignment:
+        return f"GL_UNPACK_ALIGNMENT did not change to {alignment}"
+    return None
 
 
 def probe_renderer() -> str:

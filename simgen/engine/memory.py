@@ -7,6 +7,11 @@ keeps large buffers in mappings that go back to the OS when freed. A simulator c
 recycling frees a lot at once; ``malloc_trim`` then hands those pages back.
 
 Both are no-ops where glibc is absent (macOS, musl) or when ``SIMGEN_MALLOC_TUNING=0``.
+
+With the threshold pinned, every large block is a mapping of its own, whose end is at most a page
+past the block's: native code that reads past a large buffer faults, where it would have read a
+neighbouring heap block unnoticed. That is how PyBullet's EGL texture over-read surfaced (fixed at its
+cause, see :mod:`simgen.backends.pybullet_egl`). The pinning stays: it makes such bugs loud.
 :class:`RecyclePolicy` decides when a leaking simulator client is restarted.
 """
 

@@ -3,19 +3,27 @@
 Every node must see the output folder at the same path (a shared filesystem), and have simgen and
 the scene's assets installed. A task that dies is retried by Ray; the retried shard keeps every
 intact frame the dead attempt finished (see :func:`simgen.engine.shard.run_shard`).
+
+Failures are one line each: a cluster that cannot be started or reached is a
+:class:`~simgen.errors.RunnerUnavailable` (an unreachable ``host:port`` is found by a short TCP probe
+first, since ``ray.init`` itself retries for minutes), a task whose workers kept dying a
+:class:`~simgen.errors.WorkerCrashed`, a full disk an :class:`~simgen.errors.OutputWriteError`.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from simgen.engine.runner import warm_up
+from simgen.engine.runner import SigtermScope, raise_write_error, warm_up, worker_crashed
 from simgen.engine.shard import ShardJob, ShardResult, close_backends, run_shard
-from simgen.errors import DependencyMissing
+from simgen.errors import DependencyMissing, RunnerUnavailable, SimgenError
 
 MAX_RETRIES = 3
+#: Seconds the TCP probe of a cluster address waits before calling it unreachable.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _task(job: ShardJob, env: dict[str, str]) -> ShardResult:
@@ -26,6 +34,29 @@ def _task(job: ShardJob, env: dict[str, str]) -> ShardResult:
     return run_shard(job)
 
 
+def probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse at once a cluster address whose host and port do not accept a connection.
+
+    ``auto``, ``local`` and anything that is not ``[ray://]host:port`` are left to ``ray.init``.
+
+    Raises:
+        RunnerUnavailable: Nothing listens at ``host:port`` (or the host does not resolve).
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise RunnerUnavailable(
+            f"cannot reach the Ray cluster at {address}: {why.lower()}; start one with `ray start --head` "
+            "or check --address"
+        ) from None
+
+
 class RayRunner:
     """Shards as Ray tasks (one CPU each), on a running cluster or a local one started here.
 
@@ -33,8 +64,12 @@ class RayRunner:
     prepares the run.
 
     Args:
-        address: A running cluster (``ray://host:10001`` or ``auto``); None starts a local one.
+        address: A running cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None starts a local one.
         num_cpus: CPUs of a local cluster (ignored with ``address``).
+
+    Raises:
+        DependencyMissing: Ray is not installed.
+        RunnerUnavailable: The cluster cannot be reached or started.
     """
 
     def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
@@ -45,20 +80,32 @@ class RayRunner:
         self.ray = ray
         self.started_here = False
         self.background_sink = False  # one task per CPU: the cores are full
+        self.sigterm: SigtermScope | None = None
         if not ray.is_initialized():
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file written to $HOME for a local cluster
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
+                probe_address(address)
                 kwargs["address"] = address
             elif num_cpus:
                 kwargs["num_cpus"] = num_cpus
-            ray.init(**kwargs)
-            self.started_here = True
+            self._init(kwargs)
         # Tasks already fill the cores: llvmpipe draws on each task's own thread (see runner.worker_env).
         self.env = {"LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
         cpus = int(ray.cluster_resources().get("CPU", 1))
         warm = ray.remote(num_cpus=1)(warm_up)
         self.warming = [warm.remote() for _ in range(max(1, cpus))]
+
+    def _init(self, kwargs: dict[str, Any]) -> None:
+        where = f"the Ray cluster at {kwargs['address']}" if "address" in kwargs else "a local Ray cluster"
+        try:
+            self.ray.init(**kwargs)
+        except (KeyboardInterrupt, SimgenError):
+            raise
+        except Exception as exc:  # ray.init raises ConnectionError, RuntimeError, ValueError, its own types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunnerUnavailable(f"cannot start {where}: {first}") from None
+        self.started_here = True
 
     def run(self, jobs: Sequence[ShardJob], progress: Callable[[int], None] | None = None) -> list[ShardResult]:
         """Run ``jobs`` as Ray tasks and return their results in job order.
@@ -66,6 +113,10 @@ class RayRunner:
         Args:
             jobs: The shards to run.
             progress: Called with a shard's frame count when it finishes.
+
+        Raises:
+            WorkerCrashed: A task's worker died on every try Ray gave it.
+            OutputWriteError: The filesystem refused a write.
         """
         ray = self.ray
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_task)
@@ -76,14 +127,35 @@ class RayRunner:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 i = refs[ref]
-                results[i] = ray.get(ref)
+                results[i] = self._result(ref, jobs[i])
                 if progress:
                     progress(results[i].frames + results[i].reused)
         return [results[i] for i in range(len(jobs))]
 
+    def _result(self, ref: Any, job: ShardJob) -> ShardResult:
+        """A task's result; its failure as one clean line where it has one."""
+        errors = self.ray.exceptions
+        try:
+            return self.ray.get(ref)
+        except (errors.WorkerCrashedError, errors.NodeDiedError, errors.LocalRayletDiedError) as exc:
+            raise worker_crashed(job, type(exc).__name__, f"also on Ray's {MAX_RETRIES} retries") from None
+        except errors.OutOfMemoryError:
+            raise worker_crashed(job, "out of memory (Ray's memory monitor)", "and Ray gave up") from None
+        except errors.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                raise_write_error(cause, job.out)
+                if isinstance(cause, SimgenError):
+                    raise cause from None
+            raise
+
     def close(self) -> None:
         """Shut down the local cluster this runner started (a running cluster is left alone)."""
-        close_backends()
-        if self.started_here and self.ray.is_initialized():
-            self.ray.shutdown()
-        self.started_here = False
+        try:
+            close_backends()
+            if self.started_here and self.ray.is_initialized():
+                self.ray.shutdown()
+            self.started_here = False
+        finally:
+            if self.sigterm is not None:
+                self.sigterm.restore()

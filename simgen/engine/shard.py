@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from simgen.backends.base import Backend
-from simgen.engine.files import Layout, encode_png, sha256_file, write_file
+from simgen.engine.files import (
+    Layout,
+    check_manifest_entry,
+    coco_image_kind,
+    dataset_path,
+    encode_frame,
+    sha256_file,
+    write_file,
+)
 from simgen.engine.memory import RecyclePolicy, pin_mmap_threshold, release_free_memory
 from simgen.engine.plan import Plan, Shard
 from simgen.engine.scene_state import (
@@ -32,8 +38,9 @@ from simgen.engine.scene_state import (
     sample_sensor,
     sample_view,
 )
+from simgen.errors import SimgenError
 from simgen.frame import FrameBuffers
-from simgen.labels import annotate, depth_to_png_mm
+from simgen.labels import annotate
 from simgen.spec.loader import LoadedSpec, load_spec
 from simgen.writers.base import DatasetWriter, FrameContext
 from simgen.writers.coco import frame_record
@@ -141,30 +148,71 @@ def writers_for(loaded: LoadedSpec) -> list[DatasetWriter]:
     return chosen
 
 
-def _frame_of(fragment: str, line: str) -> int:
+def shard_fragments(writers: list[DatasetWriter]) -> list[str]:
+    """File names of a shard's fragments, in the order a frame's lines are appended (the manifest, the commit, last)."""
+    return [*(writer_fragment(w.name) for w in writers), COCO_FRAGMENT, MANIFEST_FRAGMENT]
+
+
+def _frame_of(fragment: str, line: str) -> int | None:
+    """The frame a fragment line belongs to, or None for a line that is not one of simgen's."""
     obj = json.loads(line)
-    return obj["image"]["frame_index"] if fragment == COCO_FRAGMENT else obj["frame"]
+    if not isinstance(obj, dict):
+        return None
+    if fragment == COCO_FRAGMENT:
+        image = obj.get("image")
+        frame = image.get("frame_index") if isinstance(image, dict) else None
+    else:
+        frame = obj.get("frame")
+    return frame if isinstance(frame, int) and not isinstance(frame, bool) else None
 
 
 def finished_frames(layout: Layout, shard: Shard, fragments: list[str]) -> dict[int, dict[str, str]]:
     """Frames of a shard already on disk and intact: ``frame -> {fragment: line}``.
 
-    The manifest line is appended last, so it commits the frame. A frame counts only if every
-    fragment holds its line and every file its manifest line lists still has its recorded checksum.
+    The manifest line is appended last, so it commits the frame. A frame counts only if it belongs to
+    the shard, every fragment holds its line, and every file its manifest line lists is inside the
+    dataset and still has its recorded checksum (each file is read once). Damaged lines count as
+    missing, so their frames are redone.
     """
     folder = layout.shard_dir(shard.name)
-    by_fragment = {name: {_frame_of(name, line): line for line in _complete_lines(folder / name)} for name in fragments}
+    frames = range(shard.frame_start, shard.frame_stop)
+    by_fragment: dict[str, dict[int, str]] = {}
+    for name in fragments:
+        lines: dict[int, str] = {}
+        for line in _complete_lines(folder / name):
+            frame = _frame_of(name, line)
+            if frame in frames:
+                lines[frame] = line
+        by_fragment[name] = lines
     kept: dict[int, dict[str, str]] = {}
+    hashed: dict[tuple[int, int], str] = {}
     for frame, line in by_fragment[MANIFEST_FRAGMENT].items():
-        if not all(frame in lines for lines in by_fragment.values()):
-            continue
-        files = json.loads(line).get("files", {})
-        if all(
-            (layout.root / f["path"]).is_file() and sha256_file(layout.root / f["path"]) == f["sha256"]
-            for f in files.values()
-        ):
+        if all(frame in lines for lines in by_fragment.values()) and _files_intact(layout.root, line, hashed):
             kept[frame] = {name: lines[frame] for name, lines in by_fragment.items()}
     return kept
+
+
+def _files_intact(root: Path, manifest_line: str, hashed: dict[tuple[int, int], str]) -> bool:
+    """Whether every file a manifest line lists is inside ``root`` and matches its checksum.
+
+    ``hashed`` maps a file's (device, inode) to its digest: BOP's RGB and depth are hard links to the
+    frame's own files, and each is read once.
+    """
+    try:
+        entry = check_manifest_entry(json.loads(manifest_line), MANIFEST_FRAGMENT)
+    except SimgenError:
+        return False
+    for f in entry.get("files", {}).values():
+        path = dataset_path(root, f["path"])
+        if path is None or not path.is_file():
+            return False
+        stat = path.stat()
+        key = (stat.st_dev, stat.st_ino)
+        if key not in hashed:
+            hashed[key] = sha256_file(path)
+        if hashed[key] != f["sha256"]:
+            return False
+    return True
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -175,7 +223,7 @@ def _complete_lines(path: Path) -> list[str]:
     for raw in lines[:-1]:  # the last piece is either empty or a torn, unterminated line
         try:
             json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             break
         out.append(raw.decode())
     return out
@@ -223,6 +271,7 @@ class _FrameSink:
         self.job, self.loaded, self.randomizers, self.writers = job, loaded, randomizers, writers
         self.layout, self.handles, self.fragments, self.progress = layout, handles, fragments, progress
         self.category_ids = {name: i + 1 for i, name in enumerate(job.categories)}
+        self.image_kind = coco_image_kind(loaded.spec.outputs) or "rgb"  # generate() refuses a spec with none
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simgen-sink") if job.background_sink else None
         self.pending: deque[Future[dict[str, float]]] = deque()
         self.depth = depth
@@ -270,13 +319,7 @@ class _FrameSink:
         if self.randomizers.sensor:
             rgb = apply_sensor(buffers, self.randomizers, rendered.sensor_patches, job.seed, frame)
         t2 = time.perf_counter()
-        encoded: dict[str, bytes] = {}
-        if spec.outputs.rgb:
-            encoded["rgb"] = encode_png(np.ascontiguousarray(rgb))
-        if spec.outputs.depth:
-            encoded["depth"] = encode_png(depth_to_png_mm(buffers.depth_m))
-        if spec.outputs.instances:
-            encoded["instances"] = encode_png(buffers.instance_ids.astype(np.uint16))
+        encoded = encode_frame(rgb, buffers, spec.outputs)
         t3 = time.perf_counter()
         files: dict[str, dict[str, str]] = {}
         for kind, data in encoded.items():
@@ -285,7 +328,7 @@ class _FrameSink:
         coco_line = frame_record(
             frame_index=frame,
             scene_index=scene,
-            file_name=Layout.frame_file("rgb", frame),
+            file_name=files[self.image_kind]["path"],
             annotations=annotations,
             category_ids=self.category_ids,
             depth_file=files["depth"]["path"] if "depth" in files else None,
@@ -338,7 +381,7 @@ def run_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> S
     writers = writers_for(loaded)
     folder = layout.shard_dir(job.shard.name)
     folder.mkdir(parents=True, exist_ok=True)
-    fragments = [*(writer_fragment(w.name) for w in writers), COCO_FRAGMENT, MANIFEST_FRAGMENT]
+    fragments = shard_fragments(writers)
     kept = finished_frames(layout, job.shard, fragments)
     # Rewrite the fragments with only the intact frames, then append: a torn tail never survives.
     handles = {name: _rewrite(folder / name, [kept[f][name] for f in sorted(kept)]) for name in fragments}

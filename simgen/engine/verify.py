@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from simgen.engine.files import DATASET_FILE, FRAME_DIRS, MANIFEST_FILE, sha256_file
+from simgen.engine.files import (
+    DATASET_FILE,
+    FRAME_DIRS,
+    MANIFEST_FILE,
+    dataset_path,
+    dataset_record_problems,
+    manifest_entries,
+    read_dataset_record,
+    recorded_files,
+    sha256_file,
+)
 from simgen.errors import SimgenError
 
 
@@ -19,55 +29,101 @@ class VerifyReport:
         missing: Recorded files that are gone.
         corrupt: Files whose bytes changed (truncated, edited).
         extra: Files in the frame folders that no manifest line lists.
+        invalid: Damaged records, one line each: a manifest line that is not JSON or has wrong types, a
+            frame with no manifest line, a recorded path outside the dataset (never read), an unreadable
+            ``dataset.json``.
     """
 
     checked: int = 0
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, corrupt or extra."""
-        return not (self.missing or self.corrupt or self.extra)
+        """True when nothing is missing, corrupt, extra or invalid."""
+        return not (self.missing or self.corrupt or self.extra or self.invalid)
 
 
 def verify_dataset(root: str | Path) -> VerifyReport:
     """Recompute every checksum recorded in ``manifest.jsonl`` and ``dataset.json``.
 
+    A damaged record is reported, never fatal: a ``dataset.json`` that cannot be read is listed as
+    corrupt and the manifest is still checked. Recorded paths are confined to ``root``: an absolute
+    path, a ``..`` or a link leading out of the dataset is reported as invalid and never read.
+
     Raises:
-        SimgenError: ``root`` is not a finished simgen dataset.
+        SimgenError: ``root`` is not a folder holding a ``dataset.json``.
     """
     root = Path(root)
-    meta_path = root / DATASET_FILE
-    if not meta_path.is_file():
+    if not (root / DATASET_FILE).is_file():
         raise SimgenError(f"{root} has no {DATASET_FILE}; is it a finished simgen dataset?")
-    meta = json.loads(meta_path.read_text())
     report = VerifyReport()
     listed: set[str] = set()
-    for rel, digest in meta.get("checksums", {}).items():
-        _check(root, rel, digest, report)
+    try:
+        meta: dict[str, Any] | None = read_dataset_record(root)
+    except SimgenError as exc:
+        meta = None
+        report.corrupt.append(DATASET_FILE)
+        report.invalid.append(str(exc))
+    if meta is not None:
+        report.invalid.extend(dataset_record_problems(meta, root / DATASET_FILE))
+    checksums = meta.get("checksums") if meta else None
+    checksums = checksums if isinstance(checksums, dict) else {}
+    for rel, digest in checksums.items():
+        _check(root, rel, digest, report, f"{DATASET_FILE} checksums")
         listed.add(rel)
-    manifest = root / MANIFEST_FILE
-    if manifest.is_file():
-        with open(manifest, encoding="utf-8") as fh:
-            for line in fh:
-                for entry in json.loads(line).get("files", {}).values():
-                    _check(root, entry["path"], entry["sha256"], report)
-                    listed.add(entry["path"])
+    frames = _check_manifest(root, report, listed)
+    n_frames = meta.get("n_frames") if meta else None
+    if isinstance(n_frames, int) and not isinstance(n_frames, bool) and frames is not None:
+        lost = [i for i in range(n_frames) if i not in frames]
+        if lost:
+            shown = ", ".join(map(str, lost[:5])) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+            report.invalid.append(f"{root / MANIFEST_FILE}: no line for frame {shown} of {n_frames}")
     for folder in FRAME_DIRS.values():
         for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
-            rel = str(path.relative_to(root))
+            rel = path.relative_to(root).as_posix()
             if rel not in listed:
                 report.extra.append(rel)
     return report
 
 
-def _check(root: Path, rel: str, digest: str, report: VerifyReport) -> None:
-    path = root / rel
+def _check_manifest(root: Path, report: VerifyReport, listed: set[str]) -> set[int] | None:
+    """Check every file the manifest lists; return the frames it has lines for (None without a manifest)."""
+    manifest = root / MANIFEST_FILE
+    if not manifest.is_file():
+        if MANIFEST_FILE not in report.missing:
+            report.missing.append(MANIFEST_FILE)
+        return None
+    frames: set[int] = set()
+    for _, entry in manifest_entries(manifest):
+        if isinstance(entry, SimgenError):
+            report.invalid.append(str(entry))
+            continue
+        frames.add(entry["frame"])
+        for f in recorded_files(entry):
+            _check(root, f["path"], f["sha256"], report, f"{MANIFEST_FILE} frame {entry['frame']}")
+            listed.add(f["path"])
+    return frames
+
+
+def _check(root: Path, rel: Any, digest: Any, report: VerifyReport, where: str) -> None:
+    path = dataset_path(root, rel)
+    if path is None:
+        report.invalid.append(f"{where}: path {str(rel)[:120]!r} is outside the dataset (not read)")
+        return
+    if not isinstance(digest, str):
+        report.invalid.append(f"{where}: the checksum of '{rel}' is not a string")
+        return
     if not path.is_file():
         report.missing.append(rel)
         return
     report.checked += 1
-    if sha256_file(path) != digest:
+    try:
+        actual = sha256_file(path)
+    except OSError:
+        report.corrupt.append(rel)  # present but unreadable
+        return
+    if actual != digest:
         report.corrupt.append(rel)

@@ -3,12 +3,13 @@
 Every write goes to a hidden temporary file in the destination's folder (``.NAME.XXXXXXXX.tmp``),
 is flushed and fsynced, and is renamed over the final name with :func:`os.replace`; the folder is
 then fsynced so the rename itself survives a power cut. On an exception the temporary file is
-removed. A process killed outright (SIGKILL) can leave a ``.*.tmp`` file behind, never a partial
-file under the final name.
+removed, also when a full disk makes closing it fail as well. A process killed outright (SIGKILL)
+can leave a ``.*.tmp`` file behind, never a partial file under the final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -68,8 +69,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, encoding: str 
         fh.close()
         os.replace(tmp, final)
     except BaseException:
-        fh.close()
-        tmp.unlink(missing_ok=True)
+        # Closing flushes what is still buffered: on a full disk that fails again, and the temporary file
+        # must go all the same (a failed close still releases the descriptor).
+        with contextlib.suppress(OSError):
+            fh.close()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     fsync_dir(final.parent)
 

@@ -110,3 +110,36 @@ def test_recycling_the_egl_client_changes_no_byte(tmp_path: Path, monkeypatch: p
     b = generate(spec, tmp_path / "recycled", n_frames=6, seed=2, resolution=(64, 48))
     assert a.renderer == b.renderer
     assert tree_bytes(tmp_path / "plain") == tree_bytes(tmp_path / "recycled")
+
+
+def test_rgb_off_coco_names_the_depth_image_and_the_preview_shows_it(tmp_path: Path) -> None:
+    import yaml
+
+    raw = read_spec_file(DEFAULT)
+    raw["objects"][0]["count"] = 3
+    raw["frames_per_scene"] = 2
+    raw["physics"]["max_steps"] = 200
+    raw["outputs"] = {"rgb": False}
+    spec = tmp_path / "no_rgb.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "ds"
+    args = ["generate", str(spec), "-n", "2", "-o", str(out), "--resolution", "64x48", "--renderer", "tiny"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output  # the preview step used to exit 2 here
+    assert (out / "preview.png").is_file()
+    coco = json.loads((out / "annotations.coco.json").read_text())
+    assert [img["file_name"] for img in coco["images"]] == ["depth/000000.png", "depth/000001.png"]
+    assert all((out / img["file_name"]).is_file() for img in coco["images"])
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["coco_images"] == "depth" and "rgb" not in meta["files"]
+    assert not list((out / "images").iterdir())
+
+
+def test_no_image_output_at_all_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from simgen.errors import SimgenError
+
+    raw = read_spec_file(DEFAULT)
+    raw["outputs"] = {"rgb": False, "depth": False, "instances": False}
+    with pytest.raises(SimgenError, match="at least one of them"):
+        generate(load_spec(raw, base_dir=DEFAULT.parent), tmp_path / "o", n_frames=1, resolution=(64, 48))
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from simgen.engine import generate, generation, runner
 from simgen.engine.generation import SHARDS_PER_WORKER, _shard_frames
 from simgen.engine.plan import Plan
-from simgen.errors import OutputExistsError, SimgenError
+from simgen.errors import Interrupted, OutputExistsError, SimgenError
 from simgen.spec import load_spec, read_spec_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,10 +20,31 @@ DEFAULT = REPO / "scenes" / "tabletop_clutter.yaml"
 
 
 def test_one_worker_or_one_shard_runs_in_process() -> None:
-    assert isinstance(runner.start_runner("local", 1, n_jobs=10), runner.InProcessRunner)
-    assert isinstance(runner.start_runner("local", 4, n_jobs=1), runner.InProcessRunner)
+    for workers, n_jobs in ((1, 10), (4, 1)):
+        started = runner.start_runner("local", workers, n_jobs=n_jobs)
+        started.close()
+        assert isinstance(started, runner.InProcessRunner)
     with pytest.raises(SimgenError, match="unknown runner 'dask'"):
         runner.start_runner("dask", 2, n_jobs=4)
+
+
+def test_sigterm_raises_interrupted_while_a_runner_lives() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    started = runner.start_runner("local", 1, n_jobs=1)
+    try:
+        with pytest.raises(Interrupted) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at the next bytecode; never reached
+        assert isinstance(info.value, KeyboardInterrupt) and info.value.exit_code == 143
+    finally:
+        started.close()
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_signal_names() -> None:
+    assert runner.signal_name(-signal.SIGSEGV) == "SIGSEGV"
+    assert runner.signal_name(-signal.SIGKILL) == "SIGKILL"
+    assert runner.signal_name(3) == "exit code 3"
 
 
 def test_pool_workers_start_before_the_first_job() -> None:

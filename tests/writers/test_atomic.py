@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -91,3 +95,30 @@ def test_write_png_round_trips_rgb_and_uint16(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape"):
         write_png(tmp_path / "f.png", np.zeros((2, 2, 2), np.uint8))
     assert "f.png" not in _files(tmp_path)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 64 KiB tmpfs that a filler file has filled up (root only: skipped where mount fails)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip() or 'mount failed'}")
+    try:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * 512)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_full_disk_leaves_no_temporary_file(full_disk: Path, mode: str) -> None:
+    # The buffered text fits the writer's buffer, so the failure comes at flush, and again when the handler
+    # closes the file: that second failure must not skip removing the temporary file.
+    with pytest.raises(OSError) as info, atomic_open(full_disk / "annotations.json", mode) as fh:
+        fh.write("{}" * 100 if mode == "w" else b"\0" * 200)
+    assert info.value.errno == errno.ENOSPC
+    assert _files(full_disk) == ["filler"]
