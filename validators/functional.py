@@ -30,6 +30,7 @@ __all__ = [
     "kid",
     "kid_bootstrap",
     "kid_from_kernel",
+    "kid_subset_values",
     "median_bandwidth",
     "mmd2_indexed",
     "mmd2_unbiased",
@@ -85,6 +86,44 @@ def _psd_sqrt(a: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
+#: Relative tolerance of the covariance checks of :func:`frechet_distance`: asymmetry up to this fraction of
+#: the largest entry, and eigenvalues down to minus this fraction of the largest variance, are round-off.
+COVARIANCE_RTOL = 1e-6
+
+
+def _check_mean(mu: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(mu, np.float64))
+    if arr.ndim != 1 or (d is not None and arr.shape != (d,)):
+        like = f"({d},) like mu1" if d is not None else "(d,)"
+        raise ValueError(f"{name} must have shape {like}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _check_covariance(sigma: np.ndarray, name: str, d: int) -> np.ndarray:
+    """A finite, symmetric, positive semi-definite (d, d) matrix, each within :data:`COVARIANCE_RTOL`."""
+    s = np.atleast_2d(np.asarray(sigma, np.float64))
+    if s.shape != (d, d):
+        raise ValueError(f"{name} must have shape ({d}, {d}), got {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    scale = float(np.abs(s).max()) if s.size else 0.0
+    asym = float(np.abs(s - s.T).max()) if s.size else 0.0
+    if asym > COVARIANCE_RTOL * scale:
+        raise ValueError(f"{name} must be a symmetric covariance matrix, got |{name} - {name}ᵀ| up to {asym:.3g}")
+    # PSD within tolerance <=> s + tol*I has a Cholesky factor; an order of magnitude cheaper than eigenvalues.
+    tol = COVARIANCE_RTOL * max(float(np.diag(s).max()), 0.0) + np.finfo(np.float64).tiny
+    try:
+        np.linalg.cholesky((s + s.T) / 2.0 + tol * np.eye(d))
+    except np.linalg.LinAlgError:
+        low = float(np.linalg.eigvalsh((s + s.T) / 2.0)[0])
+        raise ValueError(
+            f"{name} must be positive semi-definite (a covariance matrix), got an eigenvalue of {low:.3g}"
+        ) from None
+    return s
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet (2-Wasserstein squared) distance between N(mu1, sigma1) and N(mu2, sigma2).
 
@@ -102,16 +141,16 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
     Returns:
         The distance, clipped at 0 against round-off.
+
+    Raises:
+        ValueError: Like :func:`fid`, naming the argument: a non-finite value, a wrong shape, or a covariance
+            that is not symmetric positive semi-definite (beyond a relative tolerance of
+            :data:`COVARIANCE_RTOL`, which covers the round-off of ``numpy.cov``).
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1 = _check_mean(mu1, "mu1")
     d = mu1.shape[0]
-    for name, v in (("mu2", mu2),):
-        if v.shape != (d,):
-            raise ValueError(f"{name} must have shape ({d},) like mu1, got {v.shape}")
-    for name, s in (("sigma1", s1), ("sigma2", s2)):
-        if s.shape != (d, d):
-            raise ValueError(f"{name} must have shape ({d}, {d}), got {s.shape}")
+    mu2 = _check_mean(mu2, "mu2", d)
+    s1, s2 = _check_covariance(sigma1, "sigma1", d), _check_covariance(sigma2, "sigma2", d)
     root1 = _psd_sqrt(s1)
     middle = root1 @ s2 @ root1
     eig = np.linalg.eigvalsh((middle + middle.T) / 2.0)
@@ -152,9 +191,15 @@ def fid(x: np.ndarray, y: np.ndarray) -> float:
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
                       coef0: float = 1.0) -> np.ndarray:  # fmt: skip
-    """``(gamma <x, y> + coef0) ** degree``, with ``gamma = 1 / d`` by default (KID's kernel)."""
+    """``(gamma <x, y> + coef0) ** degree``, with ``gamma = 1 / d`` by default (KID's kernel).
+
+    Computed in place in the one (n1, n2) result: no temporaries of that size.
+    """
     g = 1.0 / x.shape[1] if gamma is None else gamma
-    return (g * (x @ y.T) + coef0) ** degree
+    k = x @ y.T
+    k *= g
+    k += coef0
+    return np.power(k, degree, out=k)
 
 
 def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
@@ -237,13 +282,91 @@ def kid_from_kernel(kernel: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray, *,
     return float(values.mean()), float(values.std())
 
 
+#: Bytes of kernel values :func:`kid` holds at once (one block of rows of the pooled kernel).
+KID_BLOCK_BYTES = 32 * 2**20
+
+
+def kid_subset_values(x: np.ndarray, y: np.ndarray, idx_x: np.ndarray, idx_y: np.ndarray, *, degree: int = 3,
+                      gamma: float | None = None, coef0: float = 1.0,
+                      block_bytes: int = KID_BLOCK_BYTES) -> np.ndarray:  # fmt: skip
+    """The unbiased polynomial MMD² of given subsets, without ever holding the pooled kernel.
+
+    Subset ``s`` is rows ``idx_x[s]`` of ``x`` against rows ``idx_y[s]`` of ``y``, each drawn without
+    replacement. Its three kernel sums are quadratic forms of the subsets' 0/1 membership vectors, so
+    each block of kernel rows is computed once and serves every subset at once (``K_block @ M``): the
+    memory is one block (``block_bytes``) plus the (n, subsets) memberships, whatever the sizes. When the
+    subsets together cover fewer kernel entries than the pooled kernel (few, small subsets of large
+    sets), each subset's three m x m kernels are computed instead, as torchmetrics does. Both give the
+    same values up to round-off (tested against torchmetrics' ``poly_mmd``).
+
+    Args:
+        x: Features of the first set, shape (n1, d).
+        y: Features of the second set, shape (n2, d).
+        idx_x: (subsets, m) row indices into ``x``, distinct within a subset.
+        idx_y: (subsets, m) row indices into ``y``, distinct within a subset.
+        degree: Polynomial degree.
+        gamma: Kernel scale, ``1 / d`` when None.
+        coef0: Kernel offset.
+        block_bytes: Bytes of kernel values held at once.
+
+    Returns:
+        (subsets,) MMD² estimates.
+
+    Raises:
+        ValueError: Index arrays of other shapes, indices out of range or repeated within a subset.
+    """
+    idx_x, idx_y = np.asarray(idx_x, dtype=np.intp), np.asarray(idx_y, dtype=np.intp)
+    if idx_x.ndim != 2 or idx_x.shape != idx_y.shape or idx_x.shape[1] < 2:
+        raise ValueError(f"idx_x and idx_y must both be (subsets, m >= 2), got {idx_x.shape} and {idx_y.shape}")
+    n_sub, m = idx_x.shape
+    kw = {"degree": degree, "gamma": 1.0 / x.shape[1] if gamma is None else gamma, "coef0": coef0}
+    memberships = []
+    for name, idx, n in (("idx_x", idx_x, len(x)), ("idx_y", idx_y, len(y))):
+        if idx.min() < 0 or idx.max() >= n:
+            raise ValueError(f"{name} must index rows 0..{n - 1}, got {idx.min()}..{idx.max()}")
+        member = np.zeros((n, n_sub))
+        member[idx, np.arange(n_sub)[:, None]] = 1.0
+        if (member.sum(axis=0) != m).any():
+            raise ValueError(f"{name}: the rows of a subset must be distinct (drawn without replacement)")
+        memberships.append(member)
+    mx, my = memberships
+    n1, n2 = len(x), len(y)
+    if 3 * n_sub * m * m < n1 * (n1 + n2) + n2 * n2:  # fewer kernel entries subset by subset
+        values = np.empty(n_sub)
+        for s in range(n_sub):
+            xs, ys = x[idx_x[s]], y[idx_y[s]]
+            kxx, kyy = polynomial_kernel(xs, xs, **kw), polynomial_kernel(ys, ys, **kw)
+            values[s] = _mmd2_unbiased(kxx, kyy, polynomial_kernel(xs, ys, **kw))
+        return values
+    # Rows no subset uses have zero memberships: they cost work but no memory (x and y are never copied).
+    sxx, tx = _quadratic_forms(x, x, mx, mx, kw, block_bytes, diagonal=True)
+    syy, ty = _quadratic_forms(y, y, my, my, kw, block_bytes, diagonal=True)
+    sxy, _ = _quadratic_forms(x, y, mx, my, kw, block_bytes, diagonal=False)
+    return (sxx - tx + syy - ty) / (m * (m - 1)) - 2.0 * sxy / (m * m)
+
+
+def _quadratic_forms(a: np.ndarray, b: np.ndarray, ma: np.ndarray, mb: np.ndarray, kw: dict[str, Any],
+                     block_bytes: int, *, diagonal: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``diag(ma.T K(a, b) mb)`` by blocks of rows of ``K``, and (``diagonal``: a is b) ``ma.T diag(K)``."""
+    rows = max(1, int(block_bytes) // (8 * max(len(b), 1)))
+    forms, trace = np.zeros(ma.shape[1]), np.zeros(ma.shape[1])
+    for start in range(0, len(a), rows):
+        stop = min(start + rows, len(a))
+        block = polynomial_kernel(a[start:stop], b, **kw)
+        forms += np.einsum("is,is->s", ma[start:stop], block @ mb)
+        if diagonal:  # the diagonal entries of this very block, so that they cancel exactly
+            trace += ma[start:stop].T @ block[np.arange(stop - start), np.arange(start, stop)]
+        del block  # else the next block is computed while this one is still alive: twice the memory
+    return forms, trace
+
+
 def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> tuple[float, float]:  # fmt: skip
     """Kernel Inception Distance: the unbiased polynomial-kernel MMD², averaged over random subsets.
 
     Each subset draws ``min(subset_size, n_x, n_y)`` rows of each set without replacement from
-    ``rng``, so the same generator state gives the same value. The kernel matrix of the pooled
-    samples is computed once and indexed per subset.
+    ``rng``, so the same generator state gives the same value. The kernel is computed by blocks
+    (see :func:`kid_subset_values`): memory stays at a few tens of MB whatever the set sizes.
 
     Args:
         x: Features of the first set, shape (n1, d).
@@ -259,12 +382,16 @@ def kid(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, subsets: int 
         ``(mean, std)`` of the subset estimates.
     """
     _check_rng(rng)
+    if subsets < 1:
+        raise ValueError(f"subsets must be >= 1, got {subsets}")
+    if subset_size < 2:
+        raise ValueError(f"subset_size must be >= 2, got {subset_size}")
     x, y = _feature_pair(x, y)
-    z = np.concatenate([x, y])
-    kernel = polynomial_kernel(z, z, degree=degree, gamma=gamma, coef0=coef0)
-    n1 = len(x)
-    return kid_from_kernel(kernel, np.arange(n1), np.arange(n1, len(z)), rng=rng, subsets=subsets,
-                           subset_size=subset_size)  # fmt: skip
+    m = min(subset_size, len(x), len(y))
+    draws = [(rng.choice(len(x), m, replace=False), rng.choice(len(y), m, replace=False)) for _ in range(subsets)]
+    idx_x, idx_y = np.stack([a for a, _ in draws]), np.stack([b for _, b in draws])
+    values = kid_subset_values(x, y, idx_x, idx_y, degree=degree, gamma=gamma, coef0=coef0)
+    return float(values.mean()), float(values.std())
 
 
 def pairwise_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:

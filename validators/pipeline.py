@@ -23,7 +23,15 @@ from simgen.validators import functional as Fn
 from simgen.validators.datasets import ImageSet, load_image_set, manifest_parameters
 from simgen.validators.labels import Problem, summarize_problems, validate_labels
 
-__all__ = ["EXTRACTORS", "UTILITIES", "ValidationReport", "feature_metrics", "resolve_extractor", "validate_datasets"]
+__all__ = [
+    "EXTRACTORS",
+    "MIN_IMAGES",
+    "UTILITIES",
+    "ValidationReport",
+    "feature_metrics",
+    "resolve_extractor",
+    "validate_datasets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +169,20 @@ def resolve_extractor(spec: Any = None, *, inception_weights: str | Path | None 
     )
 
 
+#: Images per side below which no metric exists: FID's covariance and the unbiased MMD² (KID, MMD) need 2.
+MIN_IMAGES = 2
+
+
+def _check_sizes(n_syn: int, n_real: int, prdc_k: int, where: str = "") -> None:
+    """Raise when a side has fewer than :data:`MIN_IMAGES` samples (then no metric could be computed)."""
+    short = [f"{n} {side}" for side, n in (("synthetic", n_syn), ("real", n_real)) if n < MIN_IMAGES]
+    if short:
+        raise SimgenError(
+            f"{where}too few images to compare: {' and '.join(short)}; every metric needs at least {MIN_IMAGES} "
+            f"images per side (FID, KID and MMD need {MIN_IMAGES}; PRDC needs more than k={prdc_k})"
+        )
+
+
 def _entry(result: Fn.BootstrapResult, name: str) -> dict[str, Any]:
     description, higher = METRIC_INFO[name]
     return {**result.as_dict(), "higher_is_better": higher, "description": description}
@@ -193,6 +215,9 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
 
     Returns:
         ``(metrics, warnings)``: name -> entry, and the metrics skipped with the reason.
+
+    Raises:
+        SimgenError: Fewer than :data:`MIN_IMAGES` samples on a side (no metric can be computed).
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     n_r, n_f = len(real), len(fake)
@@ -200,8 +225,7 @@ def feature_metrics(real: np.ndarray, fake: np.ndarray, *, seed: int = 0, n_boot
     rngs = {name: np.random.default_rng(s) for name, s in zip(("fid", "kid", "mmd", "prdc"), seeds, strict=True)}
     out: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
-    if min(n_r, n_f) < 2:
-        return out, [f"too few images for any metric ({n_f} synthetic, {n_r} real)"]
+    _check_sizes(n_f, n_r, prdc_k, "feature_metrics: ")
     fid = Fn.bootstrap_ci(Fn.fid, real, fake, rng=rngs["fid"], n_boot=n_boot, level=level, recentre=True)
     out["fid"] = _entry(fid, "fid")
     # The kernel metrics hold (n_real + n_fake)² matrices: above the cap they run on a seeded subsample.
@@ -291,6 +315,10 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
 
     Returns:
         The report (write it with :func:`simgen.validators.report.write_report`).
+
+    Raises:
+        SimgenError: An unknown utility or extractor, an unreadable dataset, or fewer than :data:`MIN_IMAGES`
+            images on a side (after ``max_images``).
     """
     if utility not in UTILITIES:
         raise SimgenError(f"unknown utility {utility!r}{did_you_mean(utility, UTILITIES)}; use {', '.join(UTILITIES)}")
@@ -303,6 +331,8 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
     syn_set = load_image_set(syn_path, max_images=max_images)
     real_set = load_image_set(real_path, max_images=max_images)
     timings["load"] = time.perf_counter() - t0
+    # Before any feature is extracted: with fewer images no metric exists, and an empty table would look like a pass.
+    _check_sizes(len(syn_set), len(real_set), prdc_k, f"{syn_path} vs {real_path}: ")
 
     t0 = time.perf_counter()
     if check_labels:

@@ -36,7 +36,13 @@ from simgen.backends.pybullet_camera import (
     invert_pose_quat,
     pose_matrix,
 )
-from simgen.backends.pybullet_geometry import mesh_vertices, primitive_half_extents, visual_points
+from simgen.backends.pybullet_geometry import (
+    GEOM_PLANE,
+    mesh_vertices,
+    model_part,
+    primitive_half_extents,
+    visual_points,
+)
 from simgen.backends.pybullet_links import (
     link_box,
     link_names,
@@ -49,7 +55,7 @@ from simgen.backends.pybullet_records import IDENTITY_QUAT as _IDENTITY_QUAT
 from simgen.backends.pybullet_records import Body as _Body
 from simgen.backends.pybullet_records import Instance as _Instance
 from simgen.errors import AssetError, did_you_mean
-from simgen.frame import ObjectInfo
+from simgen.frame import ModelPart, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +75,7 @@ class SceneBuilderMixin:
     _link_instances: dict[tuple[int, int], int]
     _spellings: dict[tuple[str, float, int], int]
     _box_cache: dict[tuple[str, float], tuple[tuple[float, float, float], tuple[float, float, float]]]
+    _model_cache: dict[tuple[str, float], tuple[ModelPart, ...]]
     _textures: TextureCache
 
     def _spelling(self, path: str, scale: float, *, shared: bool = True) -> str:
@@ -328,6 +335,7 @@ class SceneBuilderMixin:
                 if not np.all(np.isfinite(lo)):
                     continue  # the link draws nothing (planes only)
                 instance_id = len(self._instances) + 1
+                parts = [model_part(s[1], s[2], s[3], pose_matrix(s[4], s[5])) for s in shapes]
                 info = ObjectInfo(
                     instance_id=instance_id,
                     uid=f"{uid}/{names[link]}",
@@ -336,6 +344,7 @@ class SceneBuilderMixin:
                     bbox3d_center=tuple(float(v) for v in (lo + hi) / 2.0),  # type: ignore[arg-type]
                     bbox3d_size=tuple(float(v) for v in hi - lo),  # type: ignore[arg-type]
                     asset=asset,
+                    model=tuple(q for q in parts if q is not None) if exact else (),
                 )
                 self._link_instances[(b.body, link)] = instance_id
                 self._instances.append(_Instance(info, b, link, exact, tuple(shapes)))
@@ -352,6 +361,7 @@ class SceneBuilderMixin:
                 bbox3d_center=center,
                 bbox3d_size=size,
                 asset=asset,
+                model=self._object_model(b) if exact else (),
             )
             self._instances.append(_Instance(b.info, b, None, exact))
 
@@ -390,23 +400,14 @@ class SceneBuilderMixin:
         if cache_key is not None and cache_key in self._box_cache:
             center, size = self._box_cache[cache_key]
             return center, size, True
-        cid = self._cid
-        T_base_world: np.ndarray | None = None
         lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
-        for shape in p.getVisualShapeData(b.body, physicsClientId=cid):
-            link, gtype, dims, mesh_file, vpos, vorn = shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
-            pts = visual_points(gtype, dims, mesh_file.decode("utf-8", "replace"))
+        for gtype, dims, mesh_file, T in self._shape_frames(b):
+            pts = visual_points(gtype, dims, mesh_file)
             if pts is None:
                 logger.info("%s: cannot read visual %s; using the collision AABB as its 3D box", b.uid, mesh_file)
                 return (*self._aabb_box(b), False)  # type: ignore[return-value]
             if len(pts) == 0:
                 continue
-            T = pose_matrix(vpos, vorn)  # visual frame in its link's frame
-            if link >= 0:  # a child link: through world poses (PyBullet reports them in float32 precision)
-                if T_base_world is None:
-                    T_base_world = invert_pose(pose_matrix(*self._link_pose(b)))
-                state = p.getLinkState(b.body, link, computeForwardKinematics=True, physicsClientId=cid)
-                T = T_base_world @ pose_matrix(state[4], state[5]) @ T
             local = pts @ T[:3, :3].T + T[:3, 3]
             lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
         if not np.all(np.isfinite(lo)):
@@ -416,6 +417,42 @@ class SceneBuilderMixin:
         if cache_key is not None:
             self._box_cache[cache_key] = (center, size)  # type: ignore[assignment]
         return center, size, True  # type: ignore[return-value]
+
+    def _shape_frames(self, b: _Body) -> list[tuple[int, tuple[float, ...], str, np.ndarray]]:
+        """(geometry type, dimensions, mesh file, (4, 4) frame in the base link frame) of each visual of a body."""
+        cid = self._cid
+        T_base_world: np.ndarray | None = None
+        out = []
+        for shape in p.getVisualShapeData(b.body, physicsClientId=cid):
+            link, gtype, dims, mesh_file, vpos, vorn = shape[1], shape[2], shape[3], shape[4], shape[5], shape[6]
+            T = pose_matrix(vpos, vorn)  # visual frame in its link's frame
+            if link >= 0:  # a child link: through world poses (PyBullet reports them in float32 precision)
+                if T_base_world is None:
+                    T_base_world = invert_pose(pose_matrix(*self._link_pose(b)))
+                state = p.getLinkState(b.body, link, computeForwardKinematics=True, physicsClientId=cid)
+                T = T_base_world @ pose_matrix(state[4], state[5]) @ T
+            out.append((gtype, tuple(dims), mesh_file.decode("utf-8", "replace"), T))
+        return out
+
+    def _object_model(self, b: _Body, cache_key: tuple[str, float] | None = None) -> tuple[ModelPart, ...]:
+        """An object's 3D model: its visual shapes in its base link frame (empty if one cannot be described).
+
+        Cached like the 3D box, per single-link ``(asset, scale)``: with EGL, a body that shares another's cached
+        geometry is reported with an empty mesh file name.
+        """
+        if cache_key is not None and cache_key in self._model_cache:
+            return self._model_cache[cache_key]
+        parts = []
+        for gtype, dims, mesh_file, T in self._shape_frames(b):
+            part = model_part(gtype, dims, mesh_file, T)
+            if part is None and gtype != GEOM_PLANE:
+                logger.info("%s: visual shape of type %s has no model; the object gets none", b.uid, gtype)
+                return ()
+            if part is not None:
+                parts.append(part)
+        if cache_key is not None and parts:
+            self._model_cache[cache_key] = tuple(parts)
+        return tuple(parts)
 
     def _aabb_box(self, b: _Body) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """Collision AABB over all links with the link frame at the world origin (then the pose is restored)."""

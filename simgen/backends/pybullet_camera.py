@@ -1,9 +1,10 @@
 """Pure numpy conversions between simgen's camera model and the matrices PyBullet renders with.
 
-simgen's camera (see :mod:`simgen.frame`) is a pinhole ``K`` in pixels with OpenCV axes (x right, y down,
-z forward) and a pose ``T_world_cam``. Pixel coordinates put ``(0, 0)`` at the top-left *corner* of the
-top-left pixel, so pixel ``(col, row)`` has its centre at ``(col + 0.5, row + 0.5)``; this is the convention
-of COCO boxes and of :func:`simgen.randomizers.geometry.intrinsics_from_fov` (``cx = width / 2``).
+simgen's camera (see :mod:`simgen.frame`) is OpenCV's pinhole ``K`` in pixels with OpenCV axes (x right, y
+down, z forward) and a pose ``T_world_cam``. Pixel coordinates are OpenCV's: pixel ``(col, row)`` has its
+centre at ``(col, row)``, so the image spans ``[-0.5, W - 0.5]`` and a centred principal point is
+``cx = (W - 1) / 2`` (:func:`simgen.randomizers.geometry.intrinsics_from_fov`). COCO boxes put ``(0, 0)`` at
+the top-left *corner* instead: add 0.5 (:data:`simgen.labels.boxes.PIXEL_EDGE_OFFSET`).
 
 PyBullet (both TinyRenderer and the EGL plugin) takes OpenGL matrices: a view matrix whose camera looks down
 ``-z`` with ``y`` up, and a projection matrix mapping to normalized device coordinates, both flattened
@@ -26,7 +27,7 @@ def opengl_projection(K: np.ndarray, width: int, height: int, near: float, far: 
     Handles a principal point away from the image centre and ``fx != fy``. Skew must be zero.
 
     Args:
-        K: (3, 3) intrinsics in pixels, ``(0, 0)`` at the top-left pixel corner.
+        K: (3, 3) intrinsics in pixels, OpenCV's convention (``(0, 0)`` at the centre of the top-left pixel).
         width: Image width in pixels.
         height: Image height in pixels.
         near: Near clipping distance in metres (> 0).
@@ -49,12 +50,13 @@ def opengl_projection(K: np.ndarray, width: int, height: int, near: float, far: 
     if not 0 < near < far:
         raise ValueError(f"camera: expected 0 < near < far, got near={near}, far={far}")
     P = np.zeros((4, 4))
-    # x_ndc = 2u/W - 1 with u = fx x/z + cx; the GL camera has x_gl = x, z_gl = -z, w_clip = z.
+    # GL's viewport spans the pixel *edges*: x_ndc = 2e/W - 1 with e = u + 0.5 the pixel-edge coordinate of
+    # OpenCV's u = fx x/z + cx. The GL camera has x_gl = x, z_gl = -z, w_clip = z.
     P[0, 0] = 2.0 * fx / width
-    P[0, 2] = 1.0 - 2.0 * cx / width
-    # y_ndc = 1 - 2v/H with v = fy y/z + cy (rows grow downwards); y_gl = -y.
+    P[0, 2] = 1.0 - 2.0 * (cx + 0.5) / width
+    # y_ndc = 1 - 2e/H with e = v + 0.5, v = fy y/z + cy (rows grow downwards); y_gl = -y.
     P[1, 1] = 2.0 * fy / height
-    P[1, 2] = 2.0 * cy / height - 1.0
+    P[1, 2] = 2.0 * (cy + 0.5) / height - 1.0
     P[2, 2] = -(far + near) / (far - near)
     P[2, 3] = -2.0 * far * near / (far - near)
     P[3, 2] = -1.0
@@ -187,7 +189,8 @@ def project_points(K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndar
         points_world: (N, 3) points in the world.
 
     Returns:
-        ``(uv, z)``: (N, 2) pixel coordinates (``(0, 0)`` at the top-left pixel corner) and (N,) z-depths.
+        ``(uv, z)``: (N, 2) OpenCV pixel coordinates (``(0, 0)`` at the centre of the top-left pixel) and (N,)
+        z-depths.
     """
     T_cam_world = invert_pose(T_world_cam)
     pts = np.asarray(points_world, dtype=np.float64)

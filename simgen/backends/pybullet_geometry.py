@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from simgen.backends.pybullet_camera import matrix_quaternion
+from simgen.frame import ModelPart
+
 logger = logging.getLogger(__name__)
 
 # PyBullet's geometry type codes (pybullet.GEOM_*), fixed by its C API.
@@ -120,3 +123,32 @@ def primitive_half_extents(shape: dict[str, object], scale: float) -> np.ndarray
     length = float(shape["length"]) * scale  # type: ignore[arg-type]
     half_z = length / 2.0 + (radius if kind == "capsule" else 0.0)
     return np.array([radius, radius, half_z])
+
+
+def model_part(geometry_type: int, dimensions: tuple[float, ...], mesh_file: str, T: np.ndarray) -> ModelPart | None:
+    """One visual shape as a :class:`~simgen.frame.ModelPart` placed at ``T`` (its frame in the object frame).
+
+    Args:
+        geometry_type: ``pybullet.GEOM_*`` code from ``getVisualShapeData``.
+        dimensions: Its ``dimensions`` field (see :func:`visual_points`).
+        mesh_file: Its mesh file name (empty for primitives).
+        T: (4, 4) pose of the shape's frame in the object (base link) frame.
+
+    Returns:
+        The part, or None for a shape that draws no model geometry here (a plane) or is unknown.
+    """
+    dims = tuple(float(v) for v in dimensions)
+    frame = {
+        "position": tuple(float(v) for v in np.asarray(T, dtype=np.float64)[:3, 3]),
+        "orientation": matrix_quaternion(np.asarray(T, dtype=np.float64)[:3, :3]),
+    }
+    if geometry_type == GEOM_MESH:
+        return ModelPart("mesh", mesh_file=mesh_file, scale=dims[:3], **frame) if mesh_file else None  # type: ignore[arg-type]
+    if geometry_type == GEOM_BOX:
+        return ModelPart("box", size=dims[:3], **frame)  # type: ignore[arg-type]
+    if geometry_type == GEOM_SPHERE:
+        return ModelPart("sphere", radius=dims[0], **frame)  # type: ignore[arg-type]
+    if geometry_type in (GEOM_CYLINDER, GEOM_CAPSULE):
+        kind = "cylinder" if geometry_type == GEOM_CYLINDER else "capsule"
+        return ModelPart(kind, length=dims[0], radius=dims[1], **frame)  # type: ignore[arg-type]
+    return None

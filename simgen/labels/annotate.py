@@ -8,9 +8,9 @@ import numpy as np
 
 from simgen.errors import did_you_mean
 from simgen.frame import FrameBuffers, ObjectAnnotation, ObjectInfo
-from simgen.labels.boxes import NEAR_M, clip_extents, project_extents
+from simgen.labels.boxes import NEAR_M, clip_extents, project_extents, union_box
 from simgen.labels.errors import LabelError
-from simgen.labels.masks import empty_rle, instance_masks
+from simgen.labels.masks import empty_rle, instance_masks, mask_bbox
 from simgen.labels.poses import check_rigid, invert_rigid, rotation_to_quaternion_xyzw
 
 ON_FILTERED = ("drop", "flag")
@@ -57,9 +57,12 @@ def annotate(
     """Label every labeled object of a frame: boxes, truncation, visibility, pose and RLE mask.
 
     Objects with ``labeled=False`` are skipped (they still occlude: their pixels are not anyone's).
-    Visible quantities come from ``buffers.instance_ids``; the amodal box and truncation come from
-    the object's 3D box projected through ``K`` (clipped against a near plane of
-    :data:`~simgen.labels.boxes.NEAR_M` metres, so objects straddling the camera plane are exact).
+    Visible quantities come from ``buffers.instance_ids``; truncation comes from the object's 3D box
+    projected through ``K`` (clipped against a near plane of :data:`~simgen.labels.boxes.NEAR_M` metres,
+    so objects straddling the camera plane are exact). The amodal box is the box around that projection
+    and the object's pixels (its unoccluded silhouette when ``buffers.unoccluded_masks`` has it, else its
+    visible pixels), clipped to the image: rasterization draws pixels up to half a pixel beyond the exact
+    outline, and the amodal box must contain the visible box.
 
     Args:
         buffers: One rendered frame.
@@ -114,13 +117,16 @@ def annotate(
             continue
         if mask is None and no_pixels is None:
             no_pixels = empty_rle(height, width)
+        full = None if buffers.unoccluded_masks is None else buffers.unoccluded_masks.get(obj.instance_id)
+        drawn = mask_bbox(full) if full is not None else None
+        box = union_box(union_box(amodal[n], drawn), mask.bbox if mask else None)
         out.append(
             ObjectAnnotation(
                 instance_id=obj.instance_id,
                 uid=obj.uid,
                 category=obj.category,
                 bbox_visible=tuple(float(v) for v in mask.bbox) if mask else None,  # type: ignore[arg-type]
-                bbox_amodal=amodal[n],
+                bbox_amodal=box,
                 truncation=truncation[n],
                 px_count_visible=visible,
                 px_count_unoccluded=unoccluded,

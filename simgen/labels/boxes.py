@@ -1,19 +1,31 @@
 """Amodal 2D boxes and truncation from 3D boxes, a pose and a pinhole camera.
 
-Image coordinates: ``K`` maps a camera-frame point to continuous image coordinates in which pixel
-column ``i`` spans ``[i, i + 1)`` (the convention of a GL render with ``cx = W / 2``). The visible box
-from the mask uses the same pixel-edge convention, so an unoccluded object with a tight 3D box has
-an amodal box that contains its visible box.
+Two image coordinate systems meet here (see :mod:`simgen.frame`):
+
+* ``K`` is OpenCV's: it maps a camera-frame point to ``(u, v)`` with the centre of pixel ``(col, row)``
+  at ``(col, row)``;
+* boxes are COCO's: continuous pixel-edge coordinates, pixel column ``i`` spanning ``[i, i + 1]``, so the
+  same point lies at ``(u + 0.5, v + 0.5)`` (:data:`PIXEL_EDGE_OFFSET`).
+
+:func:`project_extents` projects through ``K`` and returns pixel-edge extents; the visible box from the
+mask is in pixel-edge coordinates too. A pixel is drawn when its centre is covered, so the visible box can
+reach up to half a pixel beyond the exact projection of the object's outline. :func:`union_box` therefore
+makes the amodal box the box around both the projected 3D box and the object's pixels: it always contains
+the visible box.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
 #: Default near plane (metres) that 3D boxes are clipped against before projection.
 NEAR_M = 1e-3
+#: Pixel-edge coordinate minus OpenCV pixel coordinate: the centre of pixel column ``i`` is ``i`` for ``K``
+#: and ``i + 0.5`` for COCO boxes.
+PIXEL_EDGE_OFFSET = 0.5
 
 #: Unit box corners, (8, 3), each coordinate -0.5 or +0.5; corner k has bit 2-j set when axis j is +0.5.
 _UNIT_CORNERS = np.array(list(itertools.product((-0.5, 0.5), repeat=3)), dtype=np.float64)
@@ -49,13 +61,14 @@ def project_extents(
 ) -> np.ndarray:
     """Unclipped image extents ``[x0, y0, x1, y1]`` of 3D boxes, clipped in 3D against ``z = near_m``.
 
-    A box partly behind the camera is cut by the near plane before projection, so its extent is the
-    exact image of its visible part (which can reach far beyond the image). A box entirely at or behind
-    the near plane has no extent (a row of NaN).
+    The extents are in COCO's pixel-edge coordinates: the projection through OpenCV's ``K`` plus
+    :data:`PIXEL_EDGE_OFFSET`. A box partly behind the camera is cut by the near plane before
+    projection, so its extent is the exact image of its visible part (which can reach far beyond the
+    image). A box entirely at or behind the near plane has no extent (a row of NaN).
 
     Args:
         T_cam_obj: (N, 4, 4) object poses in the camera frame (OpenCV axes).
-        K: (3, 3) intrinsics.
+        K: (3, 3) intrinsics (OpenCV's pixel convention).
         centers: (N, 3) box centres in the object frames.
         sizes: (N, 3) box edge lengths.
         near_m: Near plane in metres (> 0).
@@ -82,7 +95,7 @@ def project_extents(
         uv = uvw[:, :2] / uvw[:, 2:3]
         out[n, :2] = uv.min(axis=0)
         out[n, 2:] = uv.max(axis=0)
-    return out
+    return out + PIXEL_EDGE_OFFSET
 
 
 def clip_extents(extents: np.ndarray, width: int, height: int) -> tuple[list[Box | None], list[float]]:
@@ -122,6 +135,16 @@ def clip_extents(extents: np.ndarray, width: int, height: int) -> tuple[list[Box
     return boxes, truncs
 
 
+def union_box(a: Box | None, b: Sequence[float] | None) -> Box | None:
+    """The smallest COCO box ``(x, y, w, h)`` containing both boxes (either may be ``None``)."""
+    if a is None or b is None:
+        other = a if b is None else b
+        return None if other is None else tuple(float(v) for v in other)  # type: ignore[return-value]
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+
+
 def amodal_box(
     T_cam_obj: np.ndarray,
     K: np.ndarray,
@@ -132,11 +155,13 @@ def amodal_box(
     *,
     near_m: float = NEAR_M,
 ) -> tuple[Box | None, float]:
-    """Amodal COCO box (clipped to the image) and truncation of one 3D box.
+    """COCO box (clipped to the image) and truncation of one projected 3D box.
+
+    :func:`simgen.labels.annotate` widens this box to the object's pixels with :func:`union_box`.
 
     Args:
         T_cam_obj: (4, 4) object pose in the camera frame (OpenCV axes).
-        K: (3, 3) intrinsics.
+        K: (3, 3) intrinsics (OpenCV's pixel convention).
         center: (3,) box centre in the object frame, metres.
         size: (3,) box edge lengths, metres.
         width: Image width in pixels.

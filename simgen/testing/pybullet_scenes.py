@@ -11,7 +11,7 @@ import pybullet_data
 
 DATA = Path(pybullet_data.getDataPath())
 W, H = 160, 120
-K_CENTRED = [[110.0, 0.0, 80.0], [0.0, 110.0, 60.0], [0.0, 0.0, 1.0]]
+K_CENTRED = [[110.0, 0.0, 79.5], [0.0, 110.0, 59.5], [0.0, 0.0, 1.0]]  # OpenCV: cx = (W - 1) / 2
 K = K_CENTRED
 DEFAULT_LIGHT = {
     "direction": [0.3, 0.2, 0.93],

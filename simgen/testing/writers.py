@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from simgen.engine.files import write_file
-from simgen.frame import FrameBuffers, ObjectInfo
+from simgen.frame import FrameBuffers, ModelPart, ObjectInfo
 from simgen.labels import annotate, depth_to_png_mm
 from simgen.writers.atomic import encode_png
 from simgen.writers.base import DatasetWriter, FrameContext, FrameOutput
@@ -108,8 +108,9 @@ def example_buffers(frame: int, *, width: int = 96, height: int = 72, empty: boo
     Five labeled objects and one unlabeled occluder, drawn far to near into the instance image: a box
     partly hidden by a disc, a disc, a thin bar that cuts a rectangle behind it in two (a mask in two
     parts), that rectangle, and a box cut by the left image border. A patch of the first box has no
-    depth (``0``). Every object has a rigid pose, a 3D box (scaled per instance) and its unoccluded
-    silhouette (``unoccluded_masks`` and ``unoccluded_px``). With ``empty`` nothing labeled is in view.
+    depth (``0``). Every object has a rigid pose, a 3D box (scaled per instance), a box-shaped 3D model
+    that fills it, and its unoccluded silhouette (``unoccluded_masks`` and ``unoccluded_px``). With
+    ``empty`` nothing labeled is in view.
 
     Args:
         frame: Frame index; it shifts the shapes and changes the poses (deterministically).
@@ -158,7 +159,8 @@ def example_buffers(frame: int, *, width: int = 96, height: int = 72, empty: boo
         size = (0.10 * scale, 0.06 * scale, 0.08 * scale)
         center = (0.0, 0.0, size[2] / 2)  # a base frame at the bottom face, as simgen's assets often have
         asset = f"pybullet_data:{category}.urdf"
-        objects.append(ObjectInfo(iid, f"clutter/{iid}", category, labeled, center, size, asset))
+        model = (ModelPart("box", position=center, size=size),)  # the 3D box itself: a box-shaped object
+        objects.append(ObjectInfo(iid, f"clutter/{iid}", category, labeled, center, size, asset, model))
         T_cam_obj = np.eye(4)
         T_cam_obj[:3, :3] = _rotation(rng.normal(size=3), float(rng.uniform(0.0, np.pi)))
         T_cam_obj[:3, 3] = (rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), z)
@@ -226,6 +228,27 @@ def stage_frame_files(root: Path, ctx: FrameContext) -> dict[str, str]:
         (Path(root) / rel).parent.mkdir(parents=True, exist_ok=True)
         out[rel] = write_file(Path(root), rel, encode_png(image))
     return out
+
+
+def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices, normals and triangles of an ASCII PLY with ``x y z nx ny nz`` vertices (BOP's model files).
+
+    A plain reader of the PLY layout, apart from the writer's code, for tests to read models back.
+    """
+    lines = Path(path).read_text().splitlines()
+    if lines[:2] != ["ply", "format ascii 1.0"] or "end_header" not in lines:
+        raise ValueError(f"{path}: not an ASCII PLY file")
+    end = lines.index("end_header")
+    counts = {ln.split()[1]: int(ln.split()[2]) for ln in lines[:end] if ln.startswith("element")}
+    props = [ln.split()[-1] for ln in lines[:end] if ln.startswith("property float")]
+    if props != ["x", "y", "z", "nx", "ny", "nz"]:
+        raise ValueError(f"{path}: expected vertex properties x y z nx ny nz, got {props}")
+    n = counts["vertex"]
+    rows = np.array([ln.split() for ln in lines[end + 1 : end + 1 + n]], dtype=np.float64).reshape(n, 6)
+    faces = np.array([ln.split() for ln in lines[end + 1 + n :]], dtype=np.int64).reshape(-1, 4)
+    if faces.size and not np.all(faces[:, 0] == 3):
+        raise ValueError(f"{path}: expected triangles only")
+    return rows[:, :3], rows[:, 3:], faces[:, 1:]
 
 
 def _sha256(path: Path) -> str:
@@ -372,3 +395,65 @@ def check_writer(
             raise WriterCheckError(f"{name}.finalize: a second run gives other checksums")
         if _tree(root) != tree_a:
             raise WriterCheckError(f"{name}: writing a frame and finalizing again changed the files on disk")
+
+
+#: Categories of :func:`rendered_contexts` (id = position + 1).
+RENDERED_CATEGORIES = ("ball", "cube", "cylinder", "duck", "lego", "mug", "teddy")
+
+
+def rendered_contexts(*, width: int = 160, height: int = 120, renderer: str = "tiny") -> list[FrameContext]:
+    """Two views of a real PyBullet scene, rendered with visibility and labelled as the shard loop does.
+
+    A table (an unlabeled fixture) with nine objects at fixed poses: URDF meshes (duck, mug, teddy, lego with
+    its visual origin offset, a ball), a bare primitive (a cylinder), and three cubes, two of them at the
+    same scale and one larger. They overlap in both views, and the first view has an unlabeled flying
+    occluder (a bar) that cuts some objects in two. The camera comes from
+    :func:`simgen.randomizers.geometry.intrinsics_from_fov`, so it follows simgen's ``K`` convention.
+
+    Args:
+        width: Image width.
+        height: Image height.
+        renderer: The PyBullet renderer (``"tiny"`` is bit-reproducible everywhere).
+
+    Returns:
+        The two frames' contexts (frames 0 and 1, scene 0), with every engine file kind.
+    """
+    from simgen.backends import make_backend
+    from simgen.randomizers.geometry import intrinsics_from_fov
+    from simgen.testing import pybullet_scenes as pb
+
+    def place(uid: str, path: str | None, position: tuple[float, float, float], rpy: tuple[float, float, float],
+              scale: float = 1.0, shape: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        return pb.obj(uid, path=pb.DATA / path if path else None, shape=shape, position=position,
+                      orientation=pb.quat(*rpy), scale=scale)  # fmt: skip
+
+    objects = [
+        place("duck/0", "duck_vhacd.urdf", (-0.12, 0.06, 0.66), (0.3, 0.1, 0.8)),
+        place("mug/0", "objects/mug.urdf", (0.06, 0.12, 0.66), (0.0, 0.2, 2.0)),
+        place("teddy/0", "teddy_vhacd.urdf", (0.14, -0.06, 0.67), (1.2, 0.0, 0.4), 1.2),
+        place("cube/0", "cube_small.urdf", (-0.04, -0.12, 0.65), (0.2, 0.4, 0.1)),
+        place("cube/1", "cube_small.urdf", (0.02, -0.02, 0.66), (0.7, 0.1, 0.3), 1.5),
+        place("cube/2", "cube_small.urdf", (0.1, 0.05, 0.65), (0.0, 0.0, 0.9)),
+        place("ball/0", "sphere_small.urdf", (-0.02, 0.07, 0.68), (0.5, 0.5, 0.5)),
+        place("lego/0", "lego/lego.urdf", (-0.15, -0.05, 0.66), (0.3, 0.9, 0.2), 2.0),
+        place("cylinder/0", None, (0.16, 0.1, 0.68), (1.2, 0.3, 0.0),
+              shape={"shape": "cylinder", "radius": 0.025, "length": 0.09}),
+    ]  # fmt: skip
+    target = [0.0, 0.0, 0.66]
+    eyes = [[0.27, -0.25, 0.97], [-0.22, -0.3, 1.0]]
+    K = intrinsics_from_fov(width, height, 50.0).tolist()
+    forward = np.subtract(target, eyes[0]) / np.linalg.norm(np.subtract(target, eyes[0]))
+    bar = {  # across the first view, between the camera and the objects
+        "shape": "box", "size": [0.5, 0.012, 0.012], "position": (np.asarray(target) - 0.2 * forward).tolist(),
+        "orientation": list(pb.quat(0.0, 0.0, float(np.arctan2(-forward[0], forward[1])))), "labeled": False,
+    }  # fmt: skip
+    backend = make_backend("pybullet", renderer=renderer)
+    try:
+        backend.build(pb.scene(objects, table=True))
+        frames = []
+        for i, eye in enumerate(eyes):
+            view = pb.view(pb.look_at(eye, target), K, width=width, height=height, occluders=[bar] if i == 0 else [])
+            frames.append(backend.render(view, visibility=True))
+    finally:
+        backend.close()
+    return [frame_context(b, i, RENDERED_CATEGORIES) for i, b in enumerate(frames)]

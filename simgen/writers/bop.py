@@ -2,7 +2,8 @@
 
 Layout, like the ``train_pbr`` splits BlenderProc renders (chunks of ``chunk_size`` images)::
 
-    bop/camera.json                              fx, fy, cx, cy, width, height, depth_scale (first frame)
+    bop/camera.json                              fx, fy, cx, cy, width, height, depth_scale (see Camera)
+    bop/models/obj_{obj_id:06d}.ply              each object's 3D model: ASCII PLY, mm, vertex normals
     bop/models/models_info.json                  per obj_id: diameter, min_x/y/z, size_x/y/z (mm)
     bop/train_pbr/{chunk:06d}/scene_camera.json  per im_id: cam_K, depth_scale, cam_R_w2c, cam_t_w2c
     bop/train_pbr/{chunk:06d}/scene_gt.json      per im_id: [{obj_id, cam_R_m2c, cam_t_m2c, ...}, ...]
@@ -14,24 +15,33 @@ Layout, like the ``train_pbr`` splits BlenderProc renders (chunks of ``chunk_siz
 
 with ``chunk = frame // chunk_size`` and ``im_id = frame % chunk_size``. Per-frame files follow the
 engine's policy for frame files (temporary name and rename, no fsync: the manifest's checksums tell a
-resumed run which to redo); ``finalize`` writes its JSON files atomically, fsynced. Each chunk's JSON files are
-written the way the toolkit's ``inout.save_json`` writes them (one ``"key": value`` line per image, keys in
-ascending order). Matrices are row-major lists of 9, translations are in millimetres, and simgen's depth
-PNG already holds millimetres, so ``depth_scale`` is 1.0. Camera axes are OpenCV's in both.
+resumed run which to redo); ``finalize`` writes the models and the JSON files atomically, fsynced. Each
+chunk's JSON files are written the way the toolkit's ``inout.save_json`` writes them (one ``"key": value``
+line per image, keys in ascending order). Matrices are row-major lists of 9, translations are in
+millimetres, and simgen's depth PNG already holds millimetres, so ``depth_scale`` is 1.0. Camera axes and
+``cam_K`` are OpenCV's (the centre of pixel column ``i`` at ``u = i``), as BOP's are.
 
-Objects and models:
+Models. Each object's model is the mesh of the visual parts the backend drew it with
+(:attr:`simgen.frame.ObjectInfo.model`, meshed by :func:`simgen.labels.models.model_mesh`): the asset's
+OBJ/STL meshes at their URDF origins and scales times the instance's scale, primitives tessellated with
+:data:`~simgen.labels.models.SEGMENTS` segments. Its vertices are in millimetres in the object's own
+frame, the frame of ``cam_R_m2c``/``cam_t_m2c``: ``R @ X + t`` maps model points into the camera (mm).
+``models_info.json`` holds BOP's measures of the written vertices: the exact diameter (the largest
+distance between two vertices, :func:`~simgen.labels.models.mesh_diameter`) and the axis-aligned bounds.
 
-* ``obj_id`` is the COCO category id (YOLO class + 1), so one BOP object is one simgen category. BOP
-  expects one rigid model per ``obj_id``; simgen may draw a scale per instance (and a category may
-  pool several assets), so ``models_info.json`` describes, per ``obj_id``, the envelope of every
-  instance written: ``min_*``/``size_*`` bound every instance's 3D box and ``diameter`` is the largest
-  instance's box diagonal (an upper bound on the vertex diameter: simgen has boxes, not vertices). Each
-  ``scene_gt`` entry also carries the instance's own ``bbox3d_center_mm`` and ``bbox3d_size_mm``
-  (in its model frame), its ``asset``, ``uid``, ``instance_id`` and label ``flags``.
-* The model frame is the object's own (base) frame, the one ``T_cam_obj`` and the asset's mesh use;
-  BOP's models put the origin at the 3D box centre, simgen's assets may not. ``min_*`` and
-  ``bbox3d_center_mm`` say where the box lies in that frame, so no pose is shifted: export meshes for
-  ``models/`` in the asset's frame as loaded (scaled), not re-centred.
+Object ids. One ``obj_id`` is one model: one category with one geometry (asset and scale). The writer
+keys each annotation by ``(category, SHA-256 of its model's PLY bytes)`` in ``write_frame`` (in the shard
+workers, which cannot know each other's objects) and stores the key, not an id, in its record. ``finalize``
+streams the records in frame order and numbers the keys 1, 2, ... in order of first appearance (frame,
+then annotation order), writing each model as it first appears. So ids are the same whatever the workers,
+shards or resumes, and the first frames of a longer run with the same seed get the same ids. Instances
+whose scale is drawn from a continuous distribution each get their own model; draw scales from a
+``choice`` to keep the models few.
+
+Camera. ``scene_camera.json``'s per-image ``cam_K`` is the truth, as the BOP format says ("the matrix K
+may be different for each image"; ``camera.json`` describes the sensor for simulation). ``camera.json``
+holds that K when every image shares it; when the spec draws the field of view per frame, it holds the
+first image's K. Its ``width``, ``height`` and ``depth_scale`` are the dataset's (every image shares them).
 
 ``scene_gt_info`` follows the toolkit's ``calc_gt_info.py``: boxes are ``[x, y, w, h]`` with
 ``w = x_max - x_min`` over pixel indices (one less than COCO's pixel-edge width; ``[-1, -1, -1, -1]``
@@ -40,18 +50,38 @@ on a canvas three times the image, the silhouette here is the one inside the ima
 clipped to the image and ``px_count_all`` counts in-image pixels, so ``visib_fract`` equals simgen's
 (and COCO's) ``visibility`` and is higher than the toolkit's for objects cut by the image border.
 Every annotation is listed, those kept with ``flags`` too (BOP keeps occluded objects; filter by
-``visib_fract``).
+``visib_fract``). Each ``scene_gt`` entry also carries the instance's ``category``, ``asset``, ``uid``,
+``instance_id``, label ``flags`` and 3D box (``bbox3d_center_mm``, ``bbox3d_size_mm``, in its model frame).
+
+Where this differs from the BOP format document (also listed in the README):
+
+* the model origin is the asset's own frame (its URDF link frame), not the centre of its 3D bounding box,
+  and z is not necessarily "up": ``min_x/y/z`` say where the box lies;
+* models carry no vertex colours or texture coordinates; there is no ``models_eval/`` (the resampled
+  models the toolkit's evaluation scripts load): point them at ``models/``; no symmetries are annotated
+  (``symmetries_discrete``/``symmetries_continuous``), so MSSD and MSPD treat every object as asymmetric;
+* primitives are tessellated (48 segments): PyBullet draws its own tessellation, whose surface differs by
+  at most ``r (1 - cos(pi / 48))`` (0.2% of the radius) from ours;
+* ``bbox_obj``, ``px_count_all`` and ``visib_fract`` are computed inside the image (see above), and
+  ``mask_visib`` is the renderer's instance mask rather than the toolkit's depth test with a tolerance;
+* ``rgb/`` holds PNG files (BOP's ``train_pbr`` splits ship JPEG);
+* no ``scene_gt_coco.json``, ``dataset_info.md`` or ``test_targets_*.json`` (COCO is
+  ``annotations.coco.json`` at the dataset root); extra keys: ``category``, ``asset``, ``uid``,
+  ``instance_id``, ``flags`` and ``bbox3d_*_mm`` in ``scene_gt.json``, ``frame_index`` and ``scene_index``
+  in ``scene_camera.json``, ``category`` and ``asset`` in ``models_info.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,16 +89,25 @@ import numpy as np
 
 from simgen.engine.files import write_file
 from simgen.errors import SimgenError
+from simgen.frame import ModelPart, ObjectInfo
 from simgen.labels.depth import depth_to_png_mm
+from simgen.labels.models import ModelError, model_info, model_mesh, vertex_normals
 from simgen.labels.poses import invert_rigid
 from simgen.writers.atomic import atomic_write_bytes, encode_png, sha256_file
 from simgen.writers.base import FrameContext, FrameOutput
 from simgen.writers.coco import rounded
 
+logger = logging.getLogger(__name__)
+
 BOP_DIR = "bop"
 SPLIT = "train_pbr"
 CAMERA_FILE = f"{BOP_DIR}/camera.json"
-MODELS_INFO_FILE = f"{BOP_DIR}/models/models_info.json"
+MODELS_DIR = f"{BOP_DIR}/models"
+MODELS_INFO_FILE = f"{MODELS_DIR}/models_info.json"
+#: Largest object id that fits the format's 6-digit model file names.
+MAX_OBJ_ID = 999_999
+#: Above this many models, ``finalize`` warns: BOP methods expect a handful of objects.
+MANY_MODELS = 1000
 CHUNK_FILES = ("scene_camera", "scene_gt", "scene_gt_info")
 #: Largest chunk size whose image ids still fit the format's 6 digits.
 MAX_CHUNK_SIZE = 1_000_000
@@ -134,21 +173,67 @@ def link_or_copy(src: Path, dest: Path) -> None:
             tmp.unlink()
 
 
-@dataclass
-class _ModelBox:
-    """Running envelope of one obj_id's instance boxes, in mm."""
+def part_record(part: ModelPart) -> dict[str, Any]:
+    """A model part as plain JSON (for the per-frame record)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(part).items()}
 
-    lo: np.ndarray
-    hi: np.ndarray
-    diameter: float
-    assets: set[str] = field(default_factory=set)
 
-    def add(self, center: np.ndarray, size: np.ndarray, asset: str) -> None:
-        self.lo = np.minimum(self.lo, center - size / 2)
-        self.hi = np.maximum(self.hi, center + size / 2)
-        self.diameter = max(self.diameter, float(np.linalg.norm(size)))
-        if asset:
-            self.assets.add(asset)
+def part_from_record(record: Mapping[str, Any]) -> ModelPart:
+    """The model part of :func:`part_record` (tuples restored, so it hashes).
+
+    Raises:
+        BopWriteError: Unknown or malformed fields.
+    """
+    try:
+        fields = {k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in record.items()}
+        return ModelPart(**fields)
+    except (TypeError, ValueError) as exc:
+        raise BopWriteError(f"a BOP record holds a malformed model part {dict(record)!r}: {exc}") from exc
+
+
+def ply_bytes(vertices_mm: np.ndarray, faces: np.ndarray) -> bytes:
+    """An ASCII PLY of a triangle mesh with vertex normals, as the BOP models are (6 decimals, mm).
+
+    Vertex coordinates are rounded to 6 decimals first, and the normals are computed from the rounded
+    vertices, so the file is a pure function of what it holds.
+    """
+    v = np.round(np.asarray(vertices_mm, dtype=np.float64), 6) + 0.0
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    n = np.round(vertex_normals(v, f), 6) + 0.0
+    header = [
+        "ply",
+        "format ascii 1.0",
+        "comment simgen model: millimetres, in the object frame of cam_R_m2c and cam_t_m2c",
+        f"element vertex {len(v)}",
+        *(f"property float {name}" for name in ("x", "y", "z", "nx", "ny", "nz")),
+        f"element face {len(f)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    rows = [" ".join(f"{x:.6f}" for x in row) for row in np.hstack([v, n]).tolist()]
+    tris = [f"3 {a} {b} {c}" for a, b, c in f.tolist()]
+    return ("\n".join([*header, *rows, *tris]) + "\n").encode("ascii")
+
+
+def _model_ply(parts: tuple[ModelPart, ...]) -> bytes:
+    """The PLY bytes of a model, in mm."""
+    vertices, faces = model_mesh(parts)
+    return ply_bytes(vertices * 1000.0, faces)
+
+
+@functools.lru_cache(maxsize=4096)
+def _model_digest(parts: tuple[ModelPart, ...]) -> str:
+    """SHA-256 of a model's PLY bytes (cached, not the bytes: a scene's objects recur in each of its views)."""
+    return hashlib.sha256(_model_ply(parts)).hexdigest()
+
+
+def _check_model(info: ObjectInfo | None, where: str) -> tuple[ModelPart, ...]:
+    if info is None or not info.model:
+        raise BopWriteError(
+            f"{where}: no 3D model (FrameBuffers.objects[].model is empty): BOP's models/obj_*.ply are the "
+            "meshes of each object's visual parts, which the backend must report"
+        )
+    return tuple(info.model)
 
 
 class BopWriter:
@@ -193,12 +278,14 @@ class BopWriter:
 
         Returns:
             Checksums of the linked images and the masks, and the record ``finalize`` assembles the chunk
-            files from: ``{"frame", "chunk", "im_id", "width", "height", "scene_camera", "scene_gt",
-            "scene_gt_info"}``.
+            files and the models from: ``{"frame", "chunk", "im_id", "width", "height", "scene_camera",
+            "scene_gt", "scene_gt_info", "models"}``; each ``scene_gt`` entry names its model by the
+            SHA-256 of its PLY bytes, and ``models`` maps each such digest to the model's parts.
 
         Raises:
             BopWriteError: No unoccluded masks (the spec needs ``labels.visibility: true``), no RGB or
-                depth file, an unknown category, or masks that disagree with the frame.
+                depth file, an unknown category, an object without a usable 3D model, or masks that
+                disagree with the frame.
         """
         root = Path(root)
         buffers = ctx.buffers
@@ -230,8 +317,8 @@ class BopWriter:
 
         ids = np.asarray(buffers.instance_ids)
         valid_depth = depth_to_png_mm(buffers.depth_m) > 0
-        category_ids = {name: i + 1 for i, name in enumerate(ctx.categories)}
-        assets = {o.instance_id: o.asset for o in buffers.objects}
+        infos = {o.instance_id: o for o in buffers.objects}
+        models: dict[str, list[dict[str, Any]]] = {}
         scene_gt: list[dict[str, Any]] = []
         scene_gt_info: list[dict[str, Any]] = []
         if ctx.annotations:
@@ -240,8 +327,14 @@ class BopWriter:
         for gt_id, ann in enumerate(ctx.annotations):
             iid = ann.instance_id
             where = f"frame {ctx.frame}, instance {iid} ('{ann.uid}')"
-            if ann.category not in category_ids:
+            if ann.category not in ctx.categories:
                 raise BopWriteError(f"{where}: category '{ann.category}' is not one of {list(ctx.categories)}")
+            parts = _check_model(infos.get(iid), where)
+            try:
+                digest = _model_digest(parts)
+            except ModelError as exc:
+                raise BopWriteError(f"{where}: cannot build its 3D model: {exc}") from exc
+            models.setdefault(digest, [part_record(part) for part in parts])
             full = buffers.unoccluded_masks.get(iid)
             if full is None:
                 if ann.px_count_unoccluded not in (None, 0):
@@ -263,12 +356,13 @@ class BopWriter:
             T = np.asarray(ann.T_cam_obj, dtype=np.float64)
             scene_gt.append(
                 {
-                    "obj_id": category_ids[ann.category],
+                    "model": digest,  # finalize turns (category, model) into the obj_id
+                    "category": ann.category,
                     "cam_R_m2c": _rs(T[:3, :3]),
                     "cam_t_m2c": _rs(T[:3, 3] * 1000.0),
                     "bbox3d_center_mm": _rs(np.asarray(ann.bbox3d_center) * 1000.0),
                     "bbox3d_size_mm": _rs(np.asarray(ann.bbox3d_size) * 1000.0),
-                    "asset": str(assets.get(iid, "")),
+                    "asset": str(infos[iid].asset),
                     "uid": ann.uid,
                     "instance_id": int(iid),
                     "flags": [str(f) for f in ann.flags],
@@ -303,31 +397,33 @@ class BopWriter:
             "scene_camera": scene_camera,
             "scene_gt": scene_gt,
             "scene_gt_info": scene_gt_info,
+            "models": models,
         }
         return FrameOutput(files=files, record=record)
 
     def finalize(self, root: Path, records: Iterable[dict[str, Any]], dataset: dict[str, Any]) -> dict[str, str]:
-        """Write each chunk's three JSON files, ``camera.json`` and ``models/models_info.json``.
+        """Write each chunk's three JSON files, the models, ``models_info.json`` and ``camera.json``.
 
         Records arrive in frame order, so a chunk's records are contiguous: one chunk is held in memory
-        at a time.
+        at a time. Object ids are given in order of first appearance (see the module docstring).
 
         Args:
             root: The dataset folder.
             records: The records of :meth:`write_frame`, in frame order.
-            dataset: The dataset record; its ``categories`` name the objects in ``models_info.json``.
+            dataset: The dataset record (unused: everything comes from the records).
 
         Returns:
             Relative path -> SHA-256 of every file written.
 
         Raises:
-            BopWriteError: Records out of frame order, written with another ``chunk_size``, or malformed.
+            BopWriteError: Records out of frame order, written with another ``chunk_size``, or malformed;
+                images of different sizes; a model whose mesh cannot be read or changed since its frames
+                were written; more than 999,999 models.
         """
         root = Path(root)
         out: dict[str, str] = {}
-        names = _category_names(dataset.get("categories"))
-        models: dict[int, _ModelBox] = {}
-        camera: dict[str, Any] | None = None
+        models = _ModelTable(root, out)
+        camera = _Camera()
         chunk: int | None = None
         pending: dict[str, dict[int, Any]] = {k: {} for k in CHUNK_FILES}
         last_frame = -1
@@ -344,7 +440,7 @@ class BopWriter:
         for rec in records:
             try:
                 frame, rec_chunk, im_id = int(rec["frame"]), int(rec["chunk"]), int(rec["im_id"])
-                gts, infos, cam = rec["scene_gt"], rec["scene_gt_info"], rec["scene_camera"]
+                gts, infos, cam, parts = rec["scene_gt"], rec["scene_gt_info"], rec["scene_camera"], rec["models"]
             except (KeyError, TypeError, ValueError) as exc:
                 raise BopWriteError(f"a BOP record lacks {exc} or is malformed: {str(rec)[:200]}") from exc
             if frame <= last_frame:
@@ -360,52 +456,114 @@ class BopWriter:
             if rec_chunk != chunk:
                 flush()
                 chunk = rec_chunk
+            camera.add(frame, cam, rec)
             pending["scene_camera"][im_id] = cam
-            pending["scene_gt"][im_id] = gts
+            pending["scene_gt"][im_id] = [models.entry(frame, gt, parts) for gt in gts]
             pending["scene_gt_info"][im_id] = infos
-            if camera is None:
-                K = cam["cam_K"]
-                camera = {
-                    "cx": K[2], "cy": K[5], "fx": K[0], "fy": K[4], "depth_scale": cam["depth_scale"],
-                    "width": int(rec["width"]), "height": int(rec["height"]),
-                }  # fmt: skip
-            for gt in gts:
-                center = np.asarray(gt["bbox3d_center_mm"], dtype=np.float64)
-                size = np.asarray(gt["bbox3d_size_mm"], dtype=np.float64)
-                box = models.get(int(gt["obj_id"]))
-                if box is None:
-                    box = models[int(gt["obj_id"])] = _ModelBox(center - size / 2, center + size / 2, 0.0)
-                box.add(center, size, str(gt.get("asset", "")))
         flush()
 
-        if camera is not None:
-            out[CAMERA_FILE] = _write(root / CAMERA_FILE, bop_json(camera))
-        info = {}
-        for obj_id, box in models.items():
-            size = box.hi - box.lo
-            info[obj_id] = {
-                "diameter": _r(box.diameter),
-                "min_x": _r(box.lo[0]), "min_y": _r(box.lo[1]), "min_z": _r(box.lo[2]),
-                "size_x": _r(size[0]), "size_y": _r(size[1]), "size_z": _r(size[2]),
-                "category": names.get(obj_id, str(obj_id)),
-                "assets": sorted(box.assets),
-            }  # fmt: skip
+        if camera.first is not None:
+            out[CAMERA_FILE] = _write(root / CAMERA_FILE, bop_json(camera.as_json()))
         (root / MODELS_INFO_FILE).parent.mkdir(parents=True, exist_ok=True)
-        out[MODELS_INFO_FILE] = _write(root / MODELS_INFO_FILE, bop_json(info))
+        out[MODELS_INFO_FILE] = _write(root / MODELS_INFO_FILE, bop_json(models.info))
+        if len(models.info) > MANY_MODELS:
+            logger.warning(
+                "BOP: %d models (one per category and geometry); scales drawn from a continuous distribution "
+                "give each instance its own model: draw them from a choice for a handful of objects",
+                len(models.info),
+            )
         return out
+
+
+class _ModelTable:
+    """Object ids by first appearance of ``(category, model digest)``; writes each model when first seen."""
+
+    def __init__(self, root: Path, out: dict[str, str]) -> None:
+        self.root, self.out = root, out
+        self.ids: dict[tuple[str, str], int] = {}
+        self.info: dict[int, dict[str, Any]] = {}
+
+    def entry(self, frame: int, gt: Mapping[str, Any], parts: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``scene_gt`` entry of one record entry: its model key replaced by the obj_id."""
+        try:
+            digest, category = str(gt["model"]), str(gt["category"])
+        except (KeyError, TypeError) as exc:
+            raise BopWriteError(f"frame {frame}: a scene_gt entry lacks {exc}: {str(gt)[:200]}") from exc
+        key = (category, digest)
+        obj_id = self.ids.get(key)
+        if obj_id is None:
+            obj_id = self.ids[key] = len(self.ids) + 1
+            if obj_id > MAX_OBJ_ID:
+                raise BopWriteError(f"more than {MAX_OBJ_ID} models: BOP's obj_id has 6 digits")
+            if digest not in parts:
+                raise BopWriteError(f"frame {frame}: no parts for model {digest[:12]} in the record")
+            self._write_model(obj_id, digest, parts[digest], category, str(gt.get("asset", "")), frame)
+        entry = {k: v for k, v in gt.items() if k != "model"}
+        entry["obj_id"] = obj_id
+        return entry
+
+    def _write_model(
+        self, obj_id: int, digest: str, records: Sequence[Mapping[str, Any]], category: str, asset: str, frame: int
+    ) -> None:
+        where = f"obj_id {obj_id} ('{category}', {asset or 'a primitive'}, first in frame {frame})"
+        try:
+            data = _model_ply(tuple(part_from_record(r) for r in records))
+        except ModelError as exc:
+            raise BopWriteError(f"{where}: cannot build its 3D model: {exc}") from exc
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BopWriteError(f"{where}: its mesh files changed since the frames were written; generate again")
+        rel = f"{MODELS_DIR}/obj_{obj_id:06d}.ply"
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        self.out[rel] = _write(self.root / rel, data)
+        vertices = np.array([line.split()[:3] for line in _ply_vertex_lines(data)], dtype=np.float64)
+        info = {k: _r(v) for k, v in model_info(vertices).items()}
+        self.info[obj_id] = {**info, "category": category, "asset": asset}
+
+
+def _ply_vertex_lines(data: bytes) -> list[bytes]:
+    """The vertex lines of a PLY written by :func:`ply_bytes` (so the measures are those of the file)."""
+    lines = data.split(b"\n")
+    n = next(int(line.split()[-1]) for line in lines if line.startswith(b"element vertex"))
+    start = lines.index(b"end_header") + 1
+    return lines[start : start + n]
+
+
+class _Camera:
+    """``camera.json``: the dataset's image size and depth scale, and its K (the first image's if it varies)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, Any] | None = None
+        self.K_varies = False
+
+    def add(self, frame: int, cam: Mapping[str, Any], rec: Mapping[str, Any]) -> None:
+        try:
+            size = (int(rec["width"]), int(rec["height"]))
+            K, depth_scale = [float(v) for v in cam["cam_K"]], float(cam["depth_scale"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BopWriteError(f"frame {frame}: a BOP record lacks {exc} or is malformed") from exc
+        if self.first is None:
+            self.first = {"size": size, "K": K, "depth_scale": depth_scale}
+            return
+        if size != self.first["size"] or depth_scale != self.first["depth_scale"]:
+            raise BopWriteError(
+                f"frame {frame}: {size[0]}x{size[1]} with depth_scale {depth_scale}, but the first frame is "
+                f"{self.first['size'][0]}x{self.first['size'][1]} with {self.first['depth_scale']}: camera.json "
+                "describes one sensor"
+            )
+        self.K_varies = self.K_varies or self.first["K"] != K
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``camera.json`` content (call after at least one :meth:`add`)."""
+        first = self.first or {"K": [0.0] * 9, "size": (0, 0), "depth_scale": 1.0}
+        K, (width, height) = first["K"], first["size"]
+        if self.K_varies:
+            logger.info("BOP: K varies per image; camera.json holds the first image's, scene_camera.json each one's")
+        return {
+            "cx": K[2], "cy": K[5], "fx": K[0], "fy": K[4], "depth_scale": first["depth_scale"],
+            "width": width, "height": height,
+        }  # fmt: skip
 
 
 def _write(path: Path, data: bytes) -> str:
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
-
-
-def _category_names(categories: Any) -> dict[int, str]:
-    """``id -> name`` from ``[{"id": 1, "name": ...}, ...]`` or a list of names (empty if neither)."""
-    out: dict[int, str] = {}
-    for i, c in enumerate(categories or [], start=1):
-        if isinstance(c, str):
-            out[i] = c
-        elif isinstance(c, Mapping) and "id" in c and "name" in c:
-            out[int(c["id"])] = str(c["name"])
-    return out

@@ -20,6 +20,11 @@ Besides the standard COCO fields, each image records ``frame_index``, ``scene_in
 ``depth_file``, ``instance_file``, ``K`` and ``T_world_cam``, and each annotation records
 ``instance_id``, ``uid``, ``bbox_amodal``, ``truncation``, ``visibility``, ``px_count_visible``,
 ``px_count_unoccluded``, ``pose``, ``bbox3d_size_m``, ``bbox3d_center_m`` and ``flags``.
+
+Two pixel conventions, each the one its users expect (see :mod:`simgen.frame`): ``bbox``, ``bbox_amodal``
+and ``segmentation`` are COCO's continuous pixel-edge coordinates (pixel column ``i`` spans ``[i, i + 1]``);
+``K`` is OpenCV's pinhole matrix (the centre of pixel column ``i`` at ``u = i``, as ``cv2.projectPoints``
+and BOP have it), so a point projected through ``K`` lies at ``u + 0.5`` in box coordinates.
 """
 
 from __future__ import annotations

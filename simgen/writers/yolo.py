@@ -11,13 +11,21 @@ object, every coordinate normalised to [0, 1] by the image size and written with
 annotations without a visible pixel are left out: YOLO has no way to mark them. A frame with no object
 gets an empty file (Ultralytics reads it as a background image).
 
-Polygons: a visible mask may fall into several parts (an occluder cuts it in two). YOLO's format holds one
-polygon per object, so the parts are joined the way Ultralytics' own COCO converter joins multi-polygon
-annotations: every external contour (``cv2.findContours``, ``RETR_EXTERNAL``) is spliced into the polygon
-through a zero-width bridge between their closest points. Largest part first, then each remaining part
-(in decreasing area) at its closest point to the polygon so far. The bridge adds no area, so the polygon
-rasterises back (``cv2.fillPoly``) to the whole mask; holes are filled (external contours only). Vertices
-are pixel indices (OpenCV's contour convention) divided by the width or height.
+Polygons follow the coordinates of COCO polygons, which Ultralytics' own COCO converter
+(``ultralytics.data.converter.convert_coco``) divides by the width and height as they are: continuous
+pixel-edge coordinates, pixel column ``i`` spanning ``[i, i + 1]``. Each vertex is a pixel *corner* on the
+outline of the mask's pixels (not a pixel index, which would put the outline through the centres of the
+border pixels). So the box Ultralytics takes from a polygon (``segments2boxes``: the min and max of its
+vertices) is exactly the COCO box ``[x, x + w] x [y, y + h]`` of the same mask, as a detector trained from
+``yolo_segments`` needs; and the polygon's area is the mask's pixel count (for a mask without holes).
+Note that Ultralytics rasterises a polygon with ``cv2.fillPoly``, which treats vertices as pixel indices:
+its training masks come out one pixel wider and taller than the mask, as they do for every COCO polygon.
+
+A visible mask may fall into several parts (an occluder cuts it in two). YOLO's format holds one polygon
+per object, so the parts are joined the way Ultralytics' converter joins multi-polygon annotations: every
+external outline is spliced into the polygon through a zero-width bridge between their closest vertices.
+Largest part first, then each remaining part (in decreasing area) at its closest point to the polygon so
+far. The bridge adds no area, and holes are filled (external outlines only).
 """
 
 from __future__ import annotations
@@ -187,35 +195,39 @@ def _num(v: float) -> str:
 
 
 def mask_polygon(mask: np.ndarray) -> np.ndarray:
-    """One polygon covering every part of a boolean mask (see the module docstring), as (N, 2) pixel x, y.
+    """One polygon around every part of a boolean mask (see the module docstring), as (N, 2) x, y pixel edges.
 
-    Parts whose contour has fewer than 3 vertices (a single pixel, a straight 1-pixel line) become the
-    4 corners of their pixel-index box, so every part is a polygon Ultralytics accepts.
+    The outline of each part runs along pixel edges, through pixel corners: a single pixel at column 3,
+    row 2 is the square ``(3, 2), (3, 3), (4, 3), (4, 2)``. It is traced with ``cv2.findContours`` on the
+    mask upsampled 2x: there, the outer pixels of a part lie at even indices on its left and top sides and
+    odd ones on its right and bottom sides, so ``(i + 1) // 2`` maps each contour vertex onto the pixel
+    corner it stands for, exactly.
 
     Args:
         mask: (H, W) boolean mask with at least one pixel set.
 
     Returns:
-        (N, 2) float64 vertices, N >= 3.
+        (N, 2) float64 vertices, N >= 4, integers in ``[0, W] x [0, H]``.
 
     Raises:
         YoloWriteError: The mask is empty.
     """
     import cv2
 
-    m = np.ascontiguousarray(np.asarray(mask, dtype=np.uint8))
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    m = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        raise YoloWriteError("mask_polygon: the mask is empty")
+    y0, x0 = int(rows[0]), int(cols[0])
+    crop = m[y0 : rows[-1] + 1, x0 : cols[-1] + 1].astype(np.uint8)
+    twice = np.ascontiguousarray(np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1))
+    contours, _ = cv2.findContours(twice, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     parts: list[np.ndarray] = []
     for c in contours:
-        pts = c.reshape(-1, 2).astype(np.int64)
-        if len(pts) < 3:
-            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-            pts = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.int64)
-        parts.append(pts)
-    if not parts:
-        raise YoloWriteError("mask_polygon: the mask is empty")
+        corners = (c.reshape(-1, 2).astype(np.int64) + 1) // 2 + np.array([x0, y0])
+        parts.append(_simplify(corners))
     # Largest part first; ties broken by vertex count and box corner, so the order is total.
-    parts.sort(key=lambda p: (-abs(cv2.contourArea(p.astype(np.float32))), -len(p), tuple(p.min(axis=0)[::-1])))
+    parts.sort(key=lambda p: (-_area(p), -len(p), tuple(p.min(axis=0)[::-1])))
     polygon = parts[0]
     for part in parts[1:]:
         d = ((polygon[:, None, :] - part[None, :, :]) ** 2).sum(axis=2)
@@ -223,3 +235,21 @@ def mask_polygon(mask: np.ndarray) -> np.ndarray:
         loop = np.concatenate([np.roll(part, -int(j), axis=0), part[j : j + 1]])
         polygon = np.concatenate([polygon[: i + 1], loop, polygon[i:]])
     return polygon.astype(np.float64)
+
+
+def _simplify(ring: np.ndarray) -> np.ndarray:
+    """A closed ring without repeated vertices and without vertices in the middle of a straight run."""
+    keep = np.any(ring != np.roll(ring, 1, axis=0), axis=1)
+    ring = ring[keep] if keep.any() else ring[:1]
+    if len(ring) < 3:
+        return ring
+    before, after = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    straight = (cross == 0) & ((before * after).sum(axis=1) > 0)
+    return ring[~straight]
+
+
+def _area(ring: np.ndarray) -> float:
+    """Unsigned shoelace area of a closed ring."""
+    x, y = ring[:, 0].astype(np.float64), ring[:, 1].astype(np.float64)
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0

@@ -31,6 +31,7 @@ from simgen.testing.pybullet_scenes import (
     K_CENTRED,
     H,
     W,
+    fixture,
     look_at,
     look_down,
     obj,
@@ -45,7 +46,7 @@ K_SHIFTED = [[131.7, 0.0, 63.3], [0.0, 97.2, 71.9], [0.0, 0.0, 1.0]]  # fx != fy
 
 def mask_centroid(mask: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(mask)
-    return np.array([cols.mean() + 0.5, rows.mean() + 0.5])  # pixel centres, (0, 0) at the top-left corner
+    return np.array([cols.mean(), rows.mean()])  # OpenCV pixel coordinates: pixel (col, row) is centred at (col, row)
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +247,8 @@ def test_boxes_poses_and_masks_agree(backend: PyBulletBackend, two_link_urdf: Pa
         rows, cols = np.nonzero(frame.instance_ids == info.instance_id)
         assert len(rows) > 30, info.uid
         tol = 0.5  # a pixel is drawn when its centre is covered; allow half a pixel for rasterization rules
-        assert cols.min() + 0.5 >= uv[:, 0].min() - tol and cols.max() + 0.5 <= uv[:, 0].max() + tol, info.uid
-        assert rows.min() + 0.5 >= uv[:, 1].min() - tol and rows.max() + 0.5 <= uv[:, 1].max() + tol, info.uid
+        assert cols.min() >= uv[:, 0].min() - tol and cols.max() <= uv[:, 0].max() + tol, info.uid
+        assert rows.min() >= uv[:, 1].min() - tol and rows.max() <= uv[:, 1].max() + tol, info.uid
         # ... and is not much larger than the mask's own extent (a frame offset would show up here too).
         assert (cols.max() - cols.min() + 1) > 0.6 * np.ptp(uv[:, 0]), info.uid
         assert (rows.max() - rows.min() + 1) > 0.6 * np.ptp(uv[:, 1]), info.uid
@@ -544,3 +545,35 @@ def test_renderer_probe_agrees_with_the_backend() -> None:
     code = "from simgen.backends.pybullet_backend import PyBulletBackend as B\nprint(B(renderer='auto').renderer)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert _probe_pybullet_auto() == proc.stdout.strip().splitlines()[-1]
+
+
+def _red_quad(folder: Path, texture_width: int) -> Path:
+    """A 1 m square OBJ quad facing +z whose material is a uniformly red texture ``texture_width`` x 4 pixels."""
+    from simgen.writers.atomic import encode_png
+
+    texture = np.zeros((4, texture_width, 3), dtype=np.uint8)
+    texture[:, :, 0] = 255
+    (folder / "red.png").write_bytes(encode_png(texture))
+    (folder / "quad.mtl").write_text("newmtl red\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd red.png\n")
+    (folder / "quad.obj").write_text(
+        "mtllib quad.mtl\nv -0.5 -0.5 0\nv 0.5 -0.5 0\nv 0.5 0.5 0\nv -0.5 0.5 0\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvn 0 0 1\nusemtl red\nf 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/4/1\n"
+    )
+    return folder / "quad.obj"
+
+
+@pytest.mark.parametrize("texture_width", [5, 8])
+def test_egl_draws_textures_of_any_width_unsheared(egl: PyBulletBackend, tmp_path: Path, texture_width: int) -> None:
+    # PyBullet's EGL plugin uploads 8-bit RGB texture rows under GL_UNPACK_ALIGNMENT 4: a width that is not a
+    # multiple of 4 was read 1-3 bytes further per row (a sheared image, channels rotated from row to row, and
+    # an over-read past the pixel buffer that crashed bin_picking with SIGSEGV). A uniformly red texture must
+    # draw red on every row.
+    from simgen.backends.pybullet_egl import unpack_alignment
+
+    assert unpack_alignment() == 1
+    quad = _red_quad(tmp_path, texture_width)
+    egl.build(scene([], fixtures=[fixture("quad", quad)]))
+    frame = egl.render(view(look_down(z=0.6), width=64, height=48))
+    rgb = frame.rgb[8:40, 16:48].reshape(-1, 3).astype(int)  # well inside the quad
+    red = (rgb[:, 0] > 60) & (rgb[:, 0] > 3 * rgb[:, 1:].max(axis=1))
+    assert red.all(), f"{int((~red).sum())} of {len(red)} pixels are not red, e.g. {rgb[~red][:3].tolist()}"

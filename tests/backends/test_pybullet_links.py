@@ -110,11 +110,11 @@ def test_panda_links_are_instances_with_their_own_poses_and_boxes(
         rows, cols = np.nonzero(full)
         assert len(rows) > 15, name
         tol = 0.5  # a pixel is drawn when its centre is covered
-        assert uv[:, 0].min() - tol <= cols.min() + 0.5 and cols.max() + 0.5 <= uv[:, 0].max() + tol, name
-        assert uv[:, 1].min() - tol <= rows.min() + 0.5 and rows.max() + 0.5 <= uv[:, 1].max() + tol, name
+        assert uv[:, 0].min() - tol <= cols.min() and cols.max() <= uv[:, 0].max() + tol, name  # OpenCV pixels
+        assert uv[:, 1].min() - tol <= rows.min() and rows.max() <= uv[:, 1].max() + tol, name
         centre, _ = project_points(frame.K, frame.T_world_cam, (pose[:3, :3] @ info.bbox3d_center + pose[:3, 3])[None])
         extent = max(np.ptp(uv[:, 0]), np.ptp(uv[:, 1]))
-        assert np.hypot(cols.mean() + 0.5 - centre[0, 0], rows.mean() + 0.5 - centre[0, 1]) < 0.25 * extent, name
+        assert np.hypot(cols.mean() - centre[0, 0], rows.mean() - centre[0, 1]) < 0.25 * extent, name
         # Masks and counts from the same renders; the silhouette contains what is visible.
         assert int(full.sum()) == frame.unoccluded_px[info.instance_id]
         assert not np.any(visible & ~full), name

@@ -10,7 +10,7 @@ from simgen.frame import FrameBuffers, ObjectInfo
 from simgen.labels import NEAR_M, LabelError, annotate, quaternion_xyzw_to_rotation, rle_decode
 
 W, H = 100, 80
-K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
+K = np.array([[100.0, 0.0, 49.5], [0.0, 100.0, 39.5], [0.0, 0.0, 1.0]])  # centred, OpenCV: cx = (W - 1) / 2
 FLAT = (0.4, 0.4, 0.0)  # a flat box facing the camera projects exactly
 
 
@@ -182,3 +182,38 @@ def test_no_labeled_objects() -> None:
     b = _scene()
     b.objects = [o for o in b.objects if not o.labeled]
     assert annotate(b) == []
+
+
+def test_amodal_box_contains_the_pixels_rasterization_adds() -> None:
+    """A pixel is drawn when its centre is covered, so the pixels can reach half a pixel past the projection.
+
+    A's projection spans columns [40, 60] exactly; pixels drawn one column further on each side (their centres
+    within half a pixel of the outline, as a rasterizer with its own rounding draws them) must stay inside.
+    """
+    buffers = _scene()
+    ids = buffers.instance_ids.copy()
+    ids[30:50, 39] = 1  # one column left of A's projected outline, none occluding
+    buffers = dataclasses.replace(buffers, instance_ids=ids)
+    a = _by_id(annotate(buffers))[1]
+    assert a.bbox_visible == (39.0, 30.0, 11.0, 20.0)
+    assert a.bbox_amodal == pytest.approx((39.0, 30.0, 21.0, 20.0), abs=1e-9)  # the projection, widened
+    # With visibility renders, the unoccluded silhouette counts too: the hidden part's extra column as well.
+    full = np.zeros((H, W), bool)
+    full[30:50, 39:61] = True
+    buffers = dataclasses.replace(buffers, unoccluded_masks={1: full})
+    a = _by_id(annotate(buffers))[1]
+    assert a.bbox_amodal == pytest.approx((39.0, 30.0, 22.0, 20.0), abs=1e-9)
+    assert a.truncation == pytest.approx(0.0, abs=1e-12)  # truncation stays the projection's
+
+
+def test_k_is_opencv_pixel_centres_and_boxes_are_pixel_edges() -> None:
+    """A point on the optical axis of a centred OpenCV camera (cx = (W - 1) / 2) is the image centre: between
+    pixels 49 and 50, at COCO pixel-edge coordinate 50 (it was 49.5 when K and boxes shared one convention)."""
+    p = K @ np.array([0.0, 0.0, 2.0])
+    assert p[:2] / p[2] == pytest.approx(((W - 1) / 2, (H - 1) / 2))
+    buffers = _scene()
+    buffers.instance_ids[buffers.instance_ids == 1] = 0  # no pixel: the amodal box is the projection alone
+    tiny = [dataclasses.replace(o, bbox3d_size=(1e-6, 1e-6, 0.0)) if o.instance_id == 1 else o for o in buffers.objects]
+    a = _by_id(annotate(dataclasses.replace(buffers, objects=tiny), min_visible_px=0))[1]
+    assert a.bbox_visible is None
+    assert a.bbox_amodal == pytest.approx((W / 2, H / 2, 0.0, 0.0), abs=1e-4)

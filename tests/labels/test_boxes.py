@@ -6,7 +6,9 @@ import pytest
 from simgen.labels import NEAR_M, amodal_box, box_corners, clip_extents, project_extents
 
 W, H = 100, 80
-K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
+# A centred camera in OpenCV's convention (cx = (W - 1) / 2): its optical axis meets the image centre, at
+# COCO pixel-edge coordinate (W / 2, H / 2) = (50, 40).
+K = np.array([[100.0, 0.0, 49.5], [0.0, 100.0, 39.5], [0.0, 0.0, 1.0]])
 
 
 def _at(x: float, y: float, z: float) -> np.ndarray:

@@ -184,3 +184,70 @@ def test_bootstrap_intervals_of_biased_statistics_bracket_the_estimate():
     mmd, h = F.mmd_rbf_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=60)
     assert kid.low < kid.value < kid.high and mmd.low < mmd.value < mmd.high and h > 0
     assert mmd.value == pytest.approx(F.mmd_rbf(x, y))
+
+
+def test_frechet_distance_checks_its_inputs_like_fid():
+    """It returned NaN for a NaN mean and 0.0 for a covariance that is no covariance at all."""
+    mu, s = np.zeros(2), np.eye(2)
+    with pytest.raises(ValueError, match="mu1 contains NaN"):
+        F.frechet_distance(np.array([np.nan, 0.0]), s, mu, s)
+    with pytest.raises(ValueError, match="mu2 contains NaN"):
+        F.frechet_distance(mu, s, np.array([0.0, np.inf]), s)
+    with pytest.raises(ValueError, match=r"mu2 must have shape \(2,\)"):
+        F.frechet_distance(mu, s, np.zeros(3), s)
+    with pytest.raises(ValueError, match=r"sigma2 must have shape \(2, 2\)"):
+        F.frechet_distance(mu, s, mu, np.eye(3))
+    with pytest.raises(ValueError, match="sigma1 contains NaN"):
+        F.frechet_distance(mu, np.array([[1.0, np.nan], [np.nan, 1.0]]), mu, s)
+    with pytest.raises(ValueError, match="sigma1 must be positive semi-definite.*-1"):
+        F.frechet_distance(mu, np.diag([-1.0, 1.0]), mu, s)
+    with pytest.raises(ValueError, match="sigma2 must be positive semi-definite"):
+        F.frechet_distance(mu, s, mu, np.array([[1.0, 2.0], [2.0, 1.0]]))  # eigenvalues 3 and -1
+    with pytest.raises(ValueError, match="sigma2 must be a symmetric"):
+        F.frechet_distance(mu, s, mu, np.array([[1.0, 0.5], [0.0, 1.0]]))
+    # Real covariances pass, singular ones (fewer samples than dimensions) and their round-off included.
+    x = np.random.default_rng(3).normal(size=(10, 40)) * 1e3
+    mu_x, s_x = F.gaussian_stats(x)
+    assert np.linalg.eigvalsh(s_x)[0] < 0  # round-off makes the singular covariance slightly indefinite
+    assert F.frechet_distance(mu_x, s_x, mu_x, s_x) == pytest.approx(0.0, abs=1e-6 * np.trace(s_x))
+
+
+def _kid_by_subset(x, y, idx_x, idx_y):
+    """The textbook estimate, one subset at a time, with full kernels."""
+    k = F.polynomial_kernel
+    pairs = zip(idx_x, idx_y, strict=True)
+    return np.array([F.mmd2_unbiased(k(x[a], x[a]), k(y[b], y[b]), k(x[a], y[b])) for a, b in pairs])
+
+
+@pytest.mark.parametrize(("subsets", "m"), [(3, 10), (40, 60)], ids=["per-subset", "blocked"])
+def test_kid_subset_values_by_blocks_equal_the_full_kernels(subsets, m):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(80, 7)), rng.normal(size=(70, 7)) + 0.3
+    idx_x = np.stack([rng.choice(80, m, replace=False) for _ in range(subsets)])
+    idx_y = np.stack([rng.choice(70, m, replace=False) for _ in range(subsets)])
+    expected = _kid_by_subset(x, y, idx_x, idx_y)
+    for block_bytes in (8 * 70, 8 * 70 * 13, F.KID_BLOCK_BYTES):  # one row per block, uneven blocks, one block
+        got = F.kid_subset_values(x, y, idx_x, idx_y, block_bytes=block_bytes)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="distinct"):
+        F.kid_subset_values(x, y, np.zeros((1, 3), int), idx_y[:1, :3])
+    with pytest.raises(ValueError, match="idx_y must index rows 0..69"):
+        F.kid_subset_values(x, y, idx_x[:1, :3], np.array([[0, 1, 70]]))
+
+
+def test_kid_memory_stays_flat_while_the_pooled_kernel_would_not():
+    """The pooled kernel of 3000 + 3000 samples is 288 MB (and was ~3x that with its temporaries)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(3000, 32)), rng.normal(size=(3000, 32)) + 0.1
+    pooled = (len(x) + len(y)) ** 2 * 8
+    tracemalloc.start()
+    try:
+        mean, _ = F.kid(x, y, rng=np.random.default_rng(0), subsets=20, subset_size=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < F.KID_BLOCK_BYTES + 8 * 2**20 < pooled / 5, f"peak {peak / 2**20:.1f} MB"
+    again = F.kid(x, y, rng=np.random.default_rng(0), subsets=20, subset_size=1000)[0]
+    assert mean == again and mean > 0

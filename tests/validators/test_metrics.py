@@ -76,3 +76,30 @@ def test_an_injected_feature_module_and_bootstrap_intervals(sets):
     assert set(prdc) == {"precision", "recall", "density", "coverage"}
     with pytest.raises(TypeError, match="nn.Module or None"):
         FrechetDistance(feature="inception")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("n", "subsets", "size"), [(300, 4, 20), (120, 30, 100)], ids=["per-subset", "blocked"])
+def test_kid_agrees_with_torchmetrics_on_the_same_subsets(n, subsets, size):
+    """torchmetrics' own KernelInceptionDistance, its subsets replayed from the torch seed, to 1e-7."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    rng = np.random.default_rng(6)
+    real, fake = rng.normal(size=(n, 24)), rng.normal(size=(n + 7, 24)) * 1.1 + 0.2
+    reference = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=subsets, subset_size=size)
+    reference.update(torch.from_numpy(real), real=True)
+    reference.update(torch.from_numpy(fake), real=False)
+    torch.manual_seed(11)
+    ref_mean, ref_std = (float(v) for v in reference.compute())
+    torch.manual_seed(11)  # the same randperm calls as its compute(): real, then fake, per subset
+    perms = [
+        (torch.randperm(len(real))[:size].numpy(), torch.randperm(len(fake))[:size].numpy()) for _ in range(subsets)
+    ]
+    values = F.kid_subset_values(real, fake, np.stack([a for a, _ in perms]), np.stack([b for _, b in perms]))
+    assert float(values.mean()) == pytest.approx(ref_mean, abs=1e-7, rel=0)
+    assert float(values.std()) == pytest.approx(ref_std, abs=1e-7, rel=0)
+    # The full sets as one subset: no randomness left, so KernelDistance itself must give torchmetrics' value.
+    whole = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=1, subset_size=n)
+    whole.update(torch.from_numpy(real), real=True)
+    whole.update(torch.from_numpy(fake[:n]), real=False)
+    ours = _feed(KernelDistance(subsets=1, subset_size=n), real, fake[:n]).compute()
+    assert float(ours[0]) == pytest.approx(float(whole.compute()[0]), abs=1e-7, rel=0)

@@ -206,4 +206,26 @@ def test_feature_metrics_on_tiny_sets_do_not_crash():
     metrics, warnings = feature_metrics(rng.normal(size=(2, 5)), rng.normal(size=(3, 5)), n_boot=20)
     assert set(metrics) == {"fid", "kid", "mmd"} and any("PRDC skipped" in w for w in warnings)
     assert all(np.isfinite(m["value"]) for m in metrics.values())
-    assert feature_metrics(rng.normal(size=(1, 5)), rng.normal(size=(3, 5)))[0] == {}
+
+
+def test_too_few_images_is_an_error_that_names_the_minimum(make_dataset, tiny_torchscript, tmp_path):
+    """One real image gave exit 0, an empty metrics table and a warning about FID's bias (FID was not computed)."""
+    from typer.testing import CliRunner
+
+    from simgen.cli import app
+    from simgen.errors import SimgenError
+
+    rng = np.random.default_rng(1)
+    with pytest.raises(SimgenError, match="1 synthetic; every metric needs at least 2 images per side"):
+        feature_metrics(rng.normal(size=(3, 5)), rng.normal(size=(1, 5)))
+    syn = make_dataset("syn", photo=1, n_frames=4, seed=2)
+    real = make_dataset("real", photo=0, n_frames=1, seed=1)
+    tiny = tiny_torchscript(tmp_path / "tiny.pt", 16)
+    with pytest.raises(SimgenError, match="1 real; every metric needs at least 2 images per side"):
+        validate_datasets(syn, real, extractor=str(tiny), utility="none", n_boot=3)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(app, ["validate", str(syn), "--real", str(real), "-o", str(out), "--extractor", str(tiny),
+                                   "--utility", "none"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "too few images to compare: 1 real" in " ".join(res.output.split())
+    assert not out.exists()  # no report that could pass for a result

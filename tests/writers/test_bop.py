@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from simgen.errors import SimgenError
-from simgen.labels import rle_decode
-from simgen.testing.writers import EXAMPLE_CATEGORIES, check_writer, example_contexts, stage_frame_files
+from simgen.frame import ModelPart
+from simgen.labels import box_corners, rle_decode
+from simgen.testing.writers import EXAMPLE_CATEGORIES, check_writer, example_contexts, read_ply, stage_frame_files
 from simgen.writers.base import FrameContext
 from simgen.writers.bop import BopWriteError, BopWriter, bop_bbox, bop_json
 
@@ -82,6 +83,7 @@ def test_layout_and_checksums(written: tuple[Path, list[FrameContext], dict[str,
 
 def test_poses_and_camera_match_the_coco_record(written: tuple[Path, list[FrameContext], dict[str, str]]) -> None:
     root, contexts, _ = written
+    models = _load(root / "bop/models/models_info.json")
     n = 0
     for ctx in contexts:
         folder, im_id = _chunk(root, ctx.frame)
@@ -97,7 +99,8 @@ def test_poses_and_camera_match_the_coco_record(written: tuple[Path, list[FrameC
         assert len(gts) == len(ctx.coco["annotations"])
         for gt, ann in zip(gts, ctx.coco["annotations"], strict=True):
             T = np.asarray(ann["pose"]["T_cam_obj"])
-            assert gt["obj_id"] == ann["category_id"]
+            assert models[gt["obj_id"]]["category"] == gt["category"] == EXAMPLE_CATEGORIES[ann["category_id"] - 1]
+            assert "model" not in gt
             assert np.allclose(np.reshape(gt["cam_R_m2c"], (3, 3)), T[:3, :3], atol=1e-6)
             assert np.allclose(gt["cam_t_m2c"], T[:3, 3] * 1000.0, atol=1e-3)
             assert np.allclose(gt["bbox3d_size_mm"], np.asarray(ann["bbox3d_size_m"]) * 1000.0, atol=1e-3)
@@ -168,23 +171,102 @@ def test_copies_when_linking_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "bop/train_pbr/000000/rgb/000000.png" in out.files
 
 
-def test_models_info_bounds_every_instance(written: tuple[Path, list[FrameContext], dict[str, str]]) -> None:
-    root, contexts, _ = written
+def _max_pairwise(points: np.ndarray) -> float:
+    d = points[:, None, :] - points[None, :, :]
+    return float(np.sqrt((d**2).sum(axis=2)).max())
+
+
+def test_models_are_ply_in_mm_one_obj_id_per_category_and_geometry(
+    written: tuple[Path, list[FrameContext], dict[str, str]],
+) -> None:
+    """An obj_id mixed every scale of a category before; now it is one mesh, in mm, in the pose's frame."""
+    root, contexts, files = written
     info = _load(root / "bop/models/models_info.json")
-    assert sorted(info) == [1, 2]
-    assert info[1]["category"] == "box" and info[2]["category"] == "can"
-    assert info[1]["assets"] == ["pybullet_data:box.urdf"]
+    seen: dict[tuple[str, tuple[float, ...]], int] = {}
+    order: list[int] = []
     for ctx in contexts:
-        for ann in ctx.coco["annotations"]:
-            m = info[ann["category_id"]]
-            lo = (np.asarray(ann["bbox3d_center_m"]) - np.asarray(ann["bbox3d_size_m"]) / 2) * 1000.0
-            hi = lo + np.asarray(ann["bbox3d_size_m"]) * 1000.0
-            assert np.all(lo >= [m["min_x"] - 1e-3, m["min_y"] - 1e-3, m["min_z"] - 1e-3])
-            assert np.all(
-                hi
-                <= [m["min_x"] + m["size_x"] + 1e-3, m["min_y"] + m["size_y"] + 1e-3, m["min_z"] + m["size_z"] + 1e-3]
-            )
-            assert np.linalg.norm(ann["bbox3d_size_m"]) * 1000.0 <= m["diameter"] + 1e-3
+        folder, im_id = _chunk(root, ctx.frame)
+        for gt, ann in zip(_load(folder / "scene_gt.json")[im_id], ctx.annotations, strict=True):
+            obj_id = gt["obj_id"]
+            key = (gt["category"], tuple(ann.bbox3d_size))
+            assert seen.setdefault(key, obj_id) == obj_id  # one geometry, one id ...
+            if obj_id not in order:
+                order.append(obj_id)
+            rel = f"bop/models/obj_{obj_id:06d}.ply"
+            assert rel in files
+            vertices, normals, faces = read_ply(root / rel)
+            corners = box_corners(np.asarray(ann.bbox3d_center), np.asarray(ann.bbox3d_size)) * 1000.0
+            assert np.abs(np.sort(vertices, axis=0) - np.sort(corners, axis=0)).max() < 1e-5  # the box, in mm
+            assert len(faces) == 12 and np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+            m = info[obj_id]
+            assert m["diameter"] == pytest.approx(_max_pairwise(vertices), abs=1e-6)
+            assert [m["min_x"], m["min_y"], m["min_z"]] == pytest.approx(vertices.min(axis=0).tolist(), abs=1e-6)
+            assert [m["size_x"], m["size_y"], m["size_z"]] == pytest.approx(np.ptp(vertices, axis=0).tolist(), abs=1e-6)
+            assert (m["category"], m["asset"]) == (gt["category"], gt["asset"])
+    assert len(set(seen.values())) == len(seen)  # ... and one id per geometry
+    assert order == list(range(1, len(order) + 1)) == sorted(info)  # numbered in order of first appearance
+
+
+def test_one_model_shared_by_instances_is_one_obj_id(tmp_path: Path) -> None:
+    ctx = example_contexts(1)[0]
+    model = (ModelPart("box", size=(0.1, 0.06, 0.08)),)
+    objects = [replace(o, model=model) for o in ctx.buffers.objects]
+    ctx = replace(ctx, buffers=replace(ctx.buffers, objects=objects))
+    stage_frame_files(tmp_path, ctx)
+    writer = BopWriter()
+    writer.finalize(tmp_path, iter([json.loads(json.dumps(writer.write_frame(tmp_path, ctx).record))]), DATASET)
+    gts = _load(tmp_path / "bop/train_pbr/000000/scene_gt.json")[0]
+    ids = {(gt["category"], gt["obj_id"]) for gt in gts}
+    assert ids == {("box", 1), ("can", 2)}  # the same mesh under two categories: two objects
+    assert sorted(p.name for p in (tmp_path / "bop/models").iterdir()) == [
+        "models_info.json",
+        "obj_000001.ply",
+        "obj_000002.ply",
+    ]
+    assert (tmp_path / "bop/models/obj_000001.ply").read_bytes() == (
+        tmp_path / "bop/models/obj_000002.ply"
+    ).read_bytes()
+
+
+def test_obj_ids_do_not_depend_on_chunks(tmp_path: Path) -> None:
+    contexts = example_contexts(4)
+    outputs = {}
+    for chunk_size in (1, 3):
+        root = tmp_path / str(chunk_size)
+        writer, records = BopWriter(chunk_size=chunk_size), []
+        for ctx in contexts:
+            stage_frame_files(root, ctx)
+            records.append(json.loads(json.dumps(writer.write_frame(root, ctx).record)))
+        writer.finalize(root, iter(records), DATASET)
+        models = sorted((root / "bop/models").iterdir())
+        outputs[chunk_size] = {p.name: p.read_bytes() for p in models}
+    assert outputs[1] == outputs[3] and len(outputs[1]) > 3
+
+
+def test_an_object_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    ctx = example_contexts(1)[0]
+    stage_frame_files(tmp_path, ctx)
+    objects = [replace(o, model=()) for o in ctx.buffers.objects]
+    with pytest.raises(BopWriteError, match=r"instance 1 .*no 3D model"):
+        BopWriter().write_frame(tmp_path, replace(ctx, buffers=replace(ctx.buffers, objects=objects)))
+    objects = [replace(o, model=(ModelPart("mesh", mesh_file=str(tmp_path / "gone.obj")),)) for o in objects]
+    with pytest.raises(BopWriteError, match="cannot build its 3D model.*gone.obj"):
+        BopWriter().write_frame(tmp_path, replace(ctx, buffers=replace(ctx.buffers, objects=objects)))
+
+
+def test_camera_json_holds_the_shared_k_and_refuses_mixed_sizes(tmp_path: Path) -> None:
+    contexts = example_contexts(3)
+    writer, records = BopWriter(), []
+    for ctx in contexts:
+        stage_frame_files(tmp_path, ctx)
+        records.append(json.loads(json.dumps(writer.write_frame(tmp_path, ctx).record)))
+    writer.finalize(tmp_path, iter(records), DATASET)
+    K = np.reshape(records[0]["scene_camera"]["cam_K"], (3, 3))
+    camera = json.loads((tmp_path / "bop/camera.json").read_text())
+    assert [camera[k] for k in ("fx", "fy", "cx", "cy")] == [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
+    records[2]["width"] = 97
+    with pytest.raises(BopWriteError, match="one sensor"):
+        writer.finalize(tmp_path, iter(records), DATASET)
 
 
 def test_json_files_are_laid_out_like_the_toolkit_writes_them(

@@ -61,13 +61,16 @@ def test_bop_matches_coco_boxes_poses_masks_and_visibility(dataset: Path) -> Non
     scene_gt = json.loads((chunk / "scene_gt.json").read_text(), object_hook=_int_keys)
     gt_info = json.loads((chunk / "scene_gt_info.json").read_text(), object_hook=_int_keys)
     cams = json.loads((chunk / "scene_camera.json").read_text(), object_hook=_int_keys)
+    models = json.loads((dataset / "bop" / "models" / "models_info.json").read_text(), object_hook=_int_keys)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
     for image in coco["images"]:
         im_id = image["frame_index"]
         assert np.allclose(np.reshape(cams[im_id]["cam_K"], (3, 3)), image["K"], atol=1e-5)
         anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
         assert len(scene_gt[im_id]) == len(anns) > 0
         for gt_id, (gt, info, ann) in enumerate(zip(scene_gt[im_id], gt_info[im_id], anns, strict=True)):
-            assert gt["obj_id"] == ann["category_id"]
+            assert models[gt["obj_id"]]["category"] == gt["category"] == names[ann["category_id"]]
+            assert (dataset / "bop" / "models" / f"obj_{gt['obj_id']:06d}.ply").is_file()
             T = np.asarray(ann["pose"]["T_cam_obj"])
             assert np.allclose(np.reshape(gt["cam_R_m2c"], (3, 3)), T[:3, :3], atol=1e-5)
             assert np.allclose(gt["cam_t_m2c"], T[:3, 3] * 1000.0, atol=1e-3)

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from pycocotools import mask as mask_utils
 
 from simgen.errors import RegistryError
 from simgen.labels import rle_decode
@@ -75,21 +76,38 @@ def test_boxes_read_back_as_the_coco_boxes(tmp_path: Path, contexts: list[FrameC
     assert text.endswith("\n") and all(len(v.split(".")[1]) == 6 for v in text.split()[1:5])
 
 
-def test_segments_rasterise_back_to_the_visible_masks(tmp_path: Path, contexts: list[FrameContext]) -> None:
+def _coco_raster(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """pycocotools' rasterisation of a COCO polygon (continuous pixel-edge coordinates)."""
+    rles = mask_utils.frPyObjects([np.asarray(polygon, dtype=np.float64).ravel().tolist()], height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def _filled(mask: np.ndarray) -> np.ndarray:
+    """The mask with its holes filled (YOLO keeps external outlines only)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros(mask.shape, np.uint8)
+    cv2.drawContours(out, contours, -1, 1, -1)
+    return out.astype(bool)
+
+
+def test_segments_trace_the_pixel_edges_of_the_visible_masks(tmp_path: Path, contexts: list[FrameContext]) -> None:
+    """Each polygon rasterises back (COCO's rasteriser) to exactly its mask, and its box is the COCO box."""
     _write(tmp_path, YoloWriter(segments=True), contexts)
+    n = 0
     for ctx in contexts:
         rows = _rows(tmp_path / f"labels/{ctx.frame:06d}.txt")
         anns = _labelled(ctx)
         assert len(rows) == len(anns)
         W, H = ctx.coco["image"]["width"], ctx.coco["image"]["height"]
         for row, ann in zip(rows, anns, strict=True):
-            assert row[0] == ann["category_id"] - 1 and len(row) % 2 == 1 and len(row) >= 7
-            pts = np.rint(np.array(row[1:]).reshape(-1, 2) * (W, H)).astype(np.int32)
-            drawn = np.zeros((H, W), np.uint8)
-            cv2.fillPoly(drawn, [pts], 1)
-            truth = rle_decode(ann["segmentation"])
-            iou = (drawn.astype(bool) & truth).sum() / (drawn.astype(bool) | truth).sum()
-            assert iou > 0.9, (ctx.frame, ann["uid"], iou)
+            assert row[0] == ann["category_id"] - 1 and len(row) % 2 == 1 and len(row) >= 9
+            polygon = np.array(row[1:]).reshape(-1, 2) * (W, H)
+            assert np.array_equal(_coco_raster(polygon, H, W), _filled(rle_decode(ann["segmentation"])))
+            x, y, w, h = ann["bbox"]
+            lo, hi = polygon.min(axis=0), polygon.max(axis=0)  # Ultralytics' segments2boxes
+            np.testing.assert_allclose([*lo, *(hi - lo)], [x, y, w, h], atol=1e-4)
+            n += 1
+    assert n >= 10
 
 
 def test_a_mask_in_two_parts_gives_one_polygon_covering_both(contexts: list[FrameContext]) -> None:
@@ -99,23 +117,39 @@ def test_a_mask_in_two_parts_gives_one_polygon_covering_both(contexts: list[Fram
     n_parts, _ = cv2.connectedComponents(mask.astype(np.uint8))
     assert n_parts - 1 == 2
     polygon = mask_polygon(mask)
-    drawn = np.zeros(mask.shape, np.uint8)
-    cv2.fillPoly(drawn, [polygon.astype(np.int32)], 1)
-    assert (drawn.astype(bool) & mask).sum() == mask.sum()  # every pixel of both parts
-    assert (drawn.astype(bool) & ~mask).sum() <= mask.shape[1]  # the bridge: at most a line of pixels
+    assert np.array_equal(_coco_raster(polygon, *mask.shape), mask)  # both parts, and the bridge adds nothing
 
 
 def test_mask_polygon_of_tiny_and_thin_parts() -> None:
     mask = np.zeros((10, 12), bool)
-    mask[2, 3] = True
-    assert mask_polygon(mask).tolist() == [[3, 2], [3, 2], [3, 2], [3, 2]]
-    mask[6, 2:9] = True  # a 1-pixel line: a degenerate polygon that still rasterises to it
+    mask[2, 3] = True  # one pixel: the square of its four corners, not a point at its index
+    assert mask_polygon(mask).tolist() == [[3, 2], [3, 3], [4, 3], [4, 2]]
+    mask[6, 2:9] = True  # a 1-pixel line: a rectangle one pixel tall
     polygon = mask_polygon(mask)
-    drawn = np.zeros(mask.shape, np.uint8)
-    cv2.fillPoly(drawn, [polygon.astype(np.int32)], 1)
-    assert np.array_equal(drawn.astype(bool) & mask, mask)
+    assert np.array_equal(_coco_raster(polygon, *mask.shape), mask)
+    assert {tuple(v) for v in polygon.tolist() if v[1] >= 6} == {(2, 6), (2, 7), (9, 7), (9, 6)}
     with pytest.raises(YoloWriteError, match="empty"):
         mask_polygon(np.zeros((4, 4), bool))
+
+
+def test_mask_polygon_area_and_box_on_random_masks() -> None:
+    """The outline encloses exactly the mask's pixels: its area is the pixel count, its box the pixel-edge box."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        mask = np.zeros((30, 40), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):
+            cv2.circle(mask, (int(rng.integers(0, 40)), int(rng.integers(0, 30))), int(rng.integers(0, 8)), 1, -1)
+        m = mask.astype(bool)
+        if not m.any():
+            continue
+        polygon = mask_polygon(m)
+        rows, cols = np.nonzero(m)
+        assert polygon.min(axis=0).tolist() == [cols.min(), rows.min()]
+        assert polygon.max(axis=0).tolist() == [cols.max() + 1, rows.max() + 1]
+        assert np.array_equal(_coco_raster(polygon, *m.shape), _filled(m))
+        if cv2.connectedComponents(mask, connectivity=8)[0] == 2 and _filled(m).sum() == m.sum():
+            x, y = polygon[:, 0], polygon[:, 1]
+            assert abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2 == m.sum()
 
 
 def test_empty_frame_gives_an_empty_label_file(tmp_path: Path, contexts: list[FrameContext]) -> None:
