@@ -23,7 +23,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.all: $(VENV)/.core
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q -e '.[all,dev,carla]'  # carla's client wheel: its offline tests run too
 	touch $@
 
 setup: system-deps $(VENV)/.core
