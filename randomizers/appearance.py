@@ -1,4 +1,12 @@
-"""Appearance randomizers."""
+"""Appearance randomizers.
+
+Every appearance randomizer (here, in :mod:`~simgen.randomizers.materials` and in
+:mod:`~simgen.randomizers.textures`) acts on what its ``tags`` select: object groups and fixtures by their names
+or tags, and the ground plane by the reserved tag ``ground``. Without tags it acts on every object (the ground
+texture randomizer: on the ground). Each target gets its own draw, objects first, then fixtures, then the
+ground, so adding a fixture's tag never changes the objects' values. A fixture is one surface: all its links
+(every link of a robot, even one labeled per link) get the same colour or texture.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.base import TARGET_KINDS, Randomizer, RandomizerParams, SampleContext, Stage, TargetKind
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, Uniform, sample
 
@@ -28,20 +36,26 @@ class ColorParams(RandomizerParams):
 
 
 class ObjectColor(Randomizer):
-    """Gives every targeted object one random RGBA colour, drawn in HSV."""
+    """Gives every targeted object, fixture or the ground one random RGBA colour, drawn in HSV.
+
+    Targets: objects and fixtures by name or tag, the ground by the tag `ground`; no tags: every object.
+    A fixture is coloured whole (all its links alike).
+    """
 
     name: ClassVar[str] = "appearance/color-v1"
     stage: ClassVar[Stage] = "scene"
     Params: ClassVar[type[BaseModel]] = ColorParams
+    targets: ClassVar[tuple[TargetKind, ...]] = TARGET_KINDS
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
-        """Return ``{"objects": {uid: {"color": [r, g, b, a]}}}`` for the targeted objects."""
+        """Return ``{"objects": {uid: {"color": [r, g, b, a]}}}``, plus ``"fixtures"`` and ``"ground"`` if targeted."""
         p: ColorParams = self.params  # type: ignore[assignment]
-        out: dict[str, Any] = {}
-        for uid in ctx.target_uids(self.tags):
+
+        def draw() -> dict[str, Any]:
             h = float(sample(p.hue, rng, ctx.index)) % 1.0
             s = float(sample(p.saturation, rng, ctx.index))
             v = float(sample(p.value, rng, ctx.index))
             a = float(sample(p.alpha, rng, ctx.index))
-            out[uid] = {"color": [*colorsys.hsv_to_rgb(h, s, v), a]}
-        return {"objects": out}
+            return {"color": [*colorsys.hsv_to_rgb(h, s, v), a]}
+
+        return ctx.targets(self.tags).patch(draw)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from simgen.assets import PhotoFolder, image_pool, read_image
 from simgen.frame import FrameBuffers
-from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer
+from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer, TargetKind
 
 
 class BackgroundParams(RandomizerParams):
@@ -34,6 +34,7 @@ class BackgroundPhoto(SensorRandomizer):
     Params: ClassVar[type[BaseModel]] = BackgroundParams
     example_params: ClassVar[dict[str, Any]] = {"folder": "pybullet_data:"}
     needs_buffers: ClassVar[bool] = True
+    targets: ClassVar[tuple[TargetKind, ...]] = ()  # behind the whole scene: a tag is refused at load time
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return the chosen photo, a crop origin (fractions) and a flip."""

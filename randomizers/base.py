@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -15,6 +15,71 @@ if TYPE_CHECKING:
     from simgen.spec.models import SceneSpec
 
 Stage = Literal["scene", "view", "sensor"]
+#: What a randomizer's tags can select: object groups, fixtures, the ground plane.
+TargetKind = Literal["objects", "fixtures", "ground"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("objects", "fixtures", "ground")
+
+#: The reserved tag that selects the ground plane (when ``ground.kind`` is ``plane``). The ground carries it as a
+#: fixture carries its name; a fixture or object group that also carries it is selected with the ground.
+GROUND_TAG = "ground"
+
+
+def spec_tags(spec: SceneSpec) -> dict[str, set[TargetKind]]:
+    """Every tag a randomizer may name in ``spec``, with the kinds of things it selects.
+
+    An object group carries its ``tags`` and its name, a fixture its ``tags`` and its name, and a ``plane``
+    ground the tag :data:`GROUND_TAG`. These are the tags the scene state's entries carry (see
+    :class:`simgen.randomizers.objects.Fixtures` and ``CountSelect``), so the load-time check and sampling agree.
+    """
+    found: dict[str, set[TargetKind]] = {}
+    for group in spec.objects:
+        for tag in (*group.tags, group.name):
+            found.setdefault(tag, set()).add("objects")
+    for fx in spec.fixtures:
+        for tag in (*fx.tags, fx.name):
+            found.setdefault(tag, set()).add("fixtures")
+    if spec.ground.kind == "plane":
+        found.setdefault(GROUND_TAG, set()).add("ground")
+    return found
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a randomizer's tags select in one scene state.
+
+    Attributes:
+        objects: Object uids, in the state's order.
+        fixtures: Fixture uids, in the state's order.
+        ground: Whether the ground plane is selected.
+    """
+
+    objects: list[str]
+    fixtures: list[str]
+    ground: bool
+
+    def patch(self, draw: Callable[[], dict[str, Any]], *, objects_key: bool = True) -> dict[str, Any]:
+        """One patch entry per target, from ``draw()`` called once per target: objects, then fixtures, then ground.
+
+        The order is fixed so that a spec whose tags select only objects draws exactly what it drew before
+        fixtures and the ground could be targeted. Fixture entries go under ``"fixtures"`` keyed by uid (the
+        engine merges them into the state's fixture list by uid), the ground's under ``"ground"``.
+
+        Args:
+            draw: Draws one target's entry, e.g. ``{"color": [r, g, b, a]}``.
+            objects_key: Keep an empty ``"objects"`` mapping (as the object randomizers always recorded it).
+
+        Returns:
+            ``{"objects": {uid: entry}, "fixtures": {uid: entry}, "ground": entry}``, without the keys of kinds
+            not selected (except ``"objects"`` when ``objects_key``).
+        """
+        out: dict[str, Any] = {"objects": {uid: draw() for uid in self.objects}}
+        if not out["objects"] and not objects_key:
+            del out["objects"]
+        if self.fixtures:
+            out["fixtures"] = {uid: draw() for uid in self.fixtures}
+        if self.ground:
+            out["ground"] = draw()
+        return out
 
 
 class RandomizerParams(BaseModel):
@@ -68,6 +133,21 @@ class SampleContext:
         wanted = set(tags)
         return [uid for uid, obj in objects.items() if wanted.intersection(obj.get("tags", ()))]
 
+    def targets(self, tags: list[str], *, default: TargetKind = "objects") -> Targets:
+        """What ``tags`` select: objects, fixtures and the ground plane carrying any of them.
+
+        With no tags a randomizer acts on its ``default`` kind alone: every object (``"objects"``), every
+        fixture, or the ground. The ground is selected by :data:`GROUND_TAG` when the state has a ``plane``.
+        """
+        ground = (self.state.get("ground") or {}).get("kind") == "plane"
+        if not tags:
+            return Targets(
+                self.target_uids([]) if default == "objects" else [],
+                self.target_fixtures([]) if default == "fixtures" else [],
+                ground and default == "ground",
+            )
+        return Targets(self.target_uids(tags), self.target_fixtures(tags), ground and GROUND_TAG in tags)
+
 
 class Randomizer:
     """Base class: subclasses set ``name``, ``stage``, ``Params`` and implement :meth:`sample`.
@@ -78,7 +158,8 @@ class Randomizer:
 
     Args:
         params: Validated parameters (an instance of ``Params``).
-        tags: Target objects carrying any of these tags; empty means all objects.
+        tags: Target what carries any of these tags (objects, and the fixtures and ground where ``targets``
+            allows); empty means every object, unless the randomizer documents another default.
     """
 
     name: ClassVar[str]
@@ -88,6 +169,10 @@ class Randomizer:
     reads: ClassVar[tuple[str, ...]] = ()
     #: Parameters for docs and conformance checks, when the defaults alone are not valid.
     example_params: ClassVar[dict[str, Any]] = {}
+    #: What its ``tags`` can select (see :class:`Targets`). The loader refuses a tag that selects none of these,
+    #: and any tag when it is ``()`` (the randomizer ignores tags). ``None`` (plugins that do not say) only checks
+    #: that each tag names something.
+    targets: ClassVar[tuple[TargetKind, ...] | None] = None
 
     def __init__(self, params: BaseModel | None = None, tags: list[str] | None = None) -> None:
         self.params = params if params is not None else self.Params()

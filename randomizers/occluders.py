@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage, TargetKind
 from simgen.randomizers.bounds import Bounds
 from simgen.randomizers.geometry import random_quaternion
 from simgen.sampling import IntScalar, Scalar, Uniform, sample, sample_int
@@ -35,6 +35,7 @@ class FlyingOccluders(Randomizer):
     name: ClassVar[str] = "occluders/flying-v1"
     stage: ClassVar[Stage] = "view"
     Params: ClassVar[type[BaseModel]] = OccluderParams
+    targets: ClassVar[tuple[TargetKind, ...]] = ()  # new bodies of its own: a tag is refused at load time
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return ``{"occluders": [{shape, size/radius/length, position, orientation, color, labeled}]}``."""

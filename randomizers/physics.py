@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage, TargetKind
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, sample
 
@@ -25,10 +25,14 @@ class DynamicsParams(RandomizerParams):
 
 
 class Dynamics(Randomizer):
-    """Mass, lateral/spinning/rolling friction and restitution of every targeted object."""
+    """Mass, lateral/spinning/rolling friction and restitution of every targeted object.
+
+    Targets: objects by group name or tag (fixtures are static: a tag that selects only fixtures is refused).
+    """
 
     name: ClassVar[str] = "physics/dynamics-v1"
     stage: ClassVar[Stage] = "scene"
+    targets: ClassVar[tuple[TargetKind, ...]] = ("objects",)
     Params: ClassVar[type[BaseModel]] = DynamicsParams
     example_params: ClassVar[dict[str, Any]] = {
         "lateral_friction": {"kind": "uniform", "low": 0.3, "high": 1.0},

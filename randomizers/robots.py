@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from simgen.assets import resolve_asset
 from simgen.errors import AssetError, SpecError, did_you_mean
-from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage, TargetKind
 from simgen.randomizers.bounds import Bounds
 from simgen.sampling import Scalar, sample
 
@@ -68,11 +68,15 @@ class JointParams(RandomizerParams):
 
 
 class JointAngles(Randomizer):
-    """Uniform joint positions within the URDF limits of every targeted fixture (fixed-base robots)."""
+    """Uniform joint positions within the URDF limits of every targeted fixture (fixed-base robots).
+
+    Targets: fixtures by name or tag; no tags: every URDF fixture.
+    """
 
     name: ClassVar[str] = "robot/joints-v1"
     stage: ClassVar[Stage] = "scene"
     Params: ClassVar[type[BaseModel]] = JointParams
+    targets: ClassVar[tuple[TargetKind, ...]] = ("fixtures",)
 
     def check(self, ctx: SampleContext) -> None:
         """Every joint named in ``joints`` is a movable joint of every targeted URDF fixture."""

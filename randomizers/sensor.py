@@ -21,13 +21,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from simgen.randomizers import sensor_ops as ops
-from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer
+from simgen.randomizers.base import RandomizerParams, SampleContext, SensorRandomizer, TargetKind
 from simgen.randomizers.bounds import Bounds, draw_params
 from simgen.sampling import Const, IntRange, IntScalar, LogUniform, Scalar, Uniform
 
 
 class _Effect(SensorRandomizer):
     """Draws every bounded field of ``Params`` into the patch, in declaration order."""
+
+    targets: ClassVar[tuple[TargetKind, ...]] = ()  # the whole image: a tag is refused at load time
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return the drawn values, one plain number per parameter (the patch ``apply`` reads)."""

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from simgen.errors import did_you_mean
-from simgen.randomizers.base import Randomizer, RandomizerParams, SampleContext, Stage
+from simgen.randomizers.base import TARGET_KINDS, Randomizer, RandomizerParams, SampleContext, Stage, TargetKind
 from simgen.randomizers.bounds import Bounds, draw, field_bounds
 from simgen.sampling import (
     Choice,
@@ -504,16 +504,21 @@ def sample_texture(params: TextureParams, rng: np.random.Generator, index: int) 
 
 
 class ProceduralTexture(Randomizer):
-    """Gives every targeted object a procedural texture (checker, stripes, noise or gradient)."""
+    """Gives every targeted object, fixture or the ground a procedural texture (checker, stripes, noise or gradient).
+
+    Targets: objects and fixtures by name or tag, the ground by the tag `ground`; no tags: every object.
+    A fixture is textured whole (all its links alike).
+    """
 
     name: ClassVar[str] = "appearance/procedural-texture-v1"
     stage: ClassVar[Stage] = "scene"
     Params: ClassVar[type[BaseModel]] = TextureParams
+    targets: ClassVar[tuple[TargetKind, ...]] = TARGET_KINDS
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
-        """Return ``{"objects": {uid: {"texture": record}}}`` for the targeted objects."""
+        """Return ``{"objects": {uid: {"texture": record}}}``, plus ``"fixtures"`` and ``"ground"`` if targeted."""
         p: TextureParams = self.params  # type: ignore[assignment]
-        return {"objects": {uid: {"texture": sample_texture(p, rng, ctx.index)} for uid in ctx.target_uids(self.tags)}}
+        return ctx.targets(self.tags).patch(lambda: {"texture": sample_texture(p, rng, ctx.index)})
 
 
 class GroundTextureParams(TextureParams):
@@ -532,19 +537,33 @@ class GroundTextureParams(TextureParams):
 
 
 class GroundTexture(Randomizer):
-    """Gives the ground a procedural texture or a random plain colour."""
+    """Gives the ground (or each targeted fixture or object) a procedural texture or a random plain colour.
+
+    Targets: with no tags, the ground; with tags, the objects and fixtures they name and the ground by the tag
+    `ground` (`tags: [ground, table]`: the floor and the table), each drawn on its own.
+    """
 
     name: ClassVar[str] = "appearance/ground-texture-v1"
     stage: ClassVar[Stage] = "scene"
     Params: ClassVar[type[BaseModel]] = GroundTextureParams
+    targets: ClassVar[tuple[TargetKind, ...]] = TARGET_KINDS
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
-        """Return ``{"ground": {"texture": record}}`` or ``{"ground": {"color": [r, g, b, 1.0]}}``."""
+        """Return ``{"ground": {"texture": record}}`` or ``{"ground": {"color": [r, g, b, 1.0]}}``.
+
+        With tags, also ``"objects"`` and ``"fixtures"`` entries (by uid) of the same form for what they select.
+        """
         p: GroundTextureParams = self.params  # type: ignore[assignment]
-        use_texture = p.mode == "texture"
-        if p.mode == "both-random":
-            chance = float(sample(p.texture_probability, rng, ctx.index))
-            use_texture = bool(rng.random() < chance)
-        if use_texture:
-            return {"ground": {"texture": sample_texture(p, rng, ctx.index)}}
-        return {"ground": {"color": [*p.color.draw(rng, ctx.index), 1.0]}}
+
+        def draw() -> dict[str, Any]:
+            use_texture = p.mode == "texture"
+            if p.mode == "both-random":
+                chance = float(sample(p.texture_probability, rng, ctx.index))
+                use_texture = bool(rng.random() < chance)
+            if use_texture:
+                return {"texture": sample_texture(p, rng, ctx.index)}
+            return {"color": [*p.color.draw(rng, ctx.index), 1.0]}
+
+        if not self.tags:  # the ground, whatever ground.kind (a "none" ground ignores it), as before tags could target
+            return {"ground": draw()}
+        return ctx.targets(self.tags).patch(draw, objects_key=False)

@@ -20,14 +20,37 @@ from simgen.spec.loader import LoadedSpec, randomizer_params
 
 
 def merge_patch(state: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``patch`` into a copy of ``state``: mappings merge key by key, anything else replaces."""
+    """Deep-merge ``patch`` into a copy of ``state``: mappings merge key by key, anything else replaces.
+
+    A mapping patched onto a list of entries with uids (the state's ``fixtures``) merges into those entries by
+    uid, ``{"fixtures": {"table": {"color": [...]}}}``, so a randomizer can change one fixture without
+    restating the list.
+
+    Raises:
+        ValueError: Such a mapping names a uid the list does not hold.
+    """
     out = dict(state)
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_patch(out[key], value)
+        current = out.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            out[key] = merge_patch(current, value)
+        elif isinstance(value, dict) and _uid_list(current):
+            out[key] = _merge_by_uid(key, current, value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _uid_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(e, dict) and "uid" in e for e in value)
+
+
+def _merge_by_uid(key: str, entries: list[dict[str, Any]], patch: dict[str, Any]) -> list[dict[str, Any]]:
+    uids = [e["uid"] for e in entries]
+    unknown = [uid for uid in patch if uid not in uids]
+    if unknown:
+        raise ValueError(f"a patch of {key} names {unknown[0]!r}, which is not among them: {uids}")
+    return [merge_patch(e, patch[e["uid"]]) if e["uid"] in patch else e for e in entries]
 
 
 @dataclass

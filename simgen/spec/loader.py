@@ -523,16 +523,46 @@ def _check_link_instances(spec: SceneSpec, base: Path | None, roots: tuple[Path,
 
 
 def _check_tags(spec: SceneSpec, source: str | None) -> None:
-    known = {t for g in spec.objects for t in (*g.tags, g.name)} | {t for f in spec.fixtures for t in (*f.tags, f.name)}
+    """Every randomizer tag selects something its randomizer can act on (see ``Randomizer.targets``).
+
+    A tag names object groups and fixtures (by name or tag) or, as ``ground``, the ground plane. It is refused
+    when it names nothing, when what it names is of a kind the randomizer cannot change (a fixture for
+    ``physics/dynamics-v1``), and on a randomizer that ignores tags (sensor effects). Types were checked before.
+    """
+    from simgen.randomizers import REGISTRY
+    from simgen.randomizers.base import GROUND_TAG, TARGET_KINDS, spec_tags
+
+    def words(kinds: Sequence[str] | set[str]) -> str:
+        names = {"objects": "object groups", "fixtures": "fixtures", "ground": "the ground"}
+        return " and ".join(names[k] for k in TARGET_KINDS if k in kinds)
+
+    known = spec_tags(spec)
     for i, entry in enumerate(spec.randomizers):
+        targets = REGISTRY.get(entry.type).targets
+        if entry.tags and targets == ():
+            raise SpecError(
+                f"'{entry.type}' takes no tags: it acts on the whole frame, not on objects, fixtures or the ground; "
+                "remove them",
+                path=format_path(("randomizers", i, "tags")),
+                source=source,
+            )
         for j, tag in enumerate(entry.tags):
-            if tag not in known:
-                raise SpecError(
-                    f"tag '{tag}' matches no object group or fixture{did_you_mean(tag, known)}; "
-                    f"known tags: {shorten(', '.join(sorted(known))) or '(none)'}",
-                    path=format_path(("randomizers", i, "tags", j)),
-                    source=source,
+            kinds = known.get(tag, set())
+            if not kinds:
+                names = sorted(known)
+                no_plane = " (and ground.kind is 'none', so there is no ground plane)" if tag == GROUND_TAG else ""
+                problem = (
+                    f"tag '{tag}' matches nothing: no object group or fixture has it{no_plane}"
+                    f"{did_you_mean(tag, names)}; known tags: {shorten(', '.join(names)) or '(none)'}"
                 )
+            elif targets is not None and not kinds.intersection(targets):
+                problem = (
+                    f"tag '{tag}' matches only {words(kinds)}, which {entry.type} cannot change: "
+                    f"it acts on {words(targets)} only"
+                )
+            else:
+                continue
+            raise SpecError(problem, path=format_path(("randomizers", i, "tags", j)), source=source)
 
 
 def dump_spec(spec: SceneSpec | LoadedSpec) -> dict[str, Any]:

@@ -371,3 +371,143 @@ def test_unsafe_cache_folder_is_bypassed(
     assert path.read_bytes() == appearance.encode_png(render_texture(CHECKER))
     assert "texture cache folder" in caplog.text and str(shared) in caplog.text
     assert not list(shared.resolve().rglob("*.png"))  # nothing written where others can reach
+
+
+# --- appearance randomizers on fixtures and the ground, through the engine (issue 11, item 6) ---------------
+
+
+def engine_scene(randomizers: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """A labeled table (so it has an instance mask), a robot arm labeled per link, three cubes on the table and
+    a ground plane, sampled by the engine with ``randomizers`` and resolved for the backend."""
+    from simgen.engine.scene_state import RandomizerSet, backend_scene, sample_scene
+    from simgen.spec import load_spec
+
+    cube = {"shape": "box", "size": [0.12, 0.12, 0.12]}
+    raw = {
+        "version": 1,
+        "name": "fixture-appearance",
+        "fixtures": [
+            {"name": "table", "asset": "pybullet_data:table/table.urdf", "labeled": True, "tags": ["furniture"]},
+            {
+                "name": "arm",
+                "asset": "pybullet_data:franka_panda/panda.urdf",
+                "position": [-0.45, 0.0, 0.625],
+                "labeled": True,
+                "link_labels": True,
+                "tags": ["robot"],
+            },
+        ],
+        "objects": [
+            {
+                "name": "cubes",
+                "assets": [{"asset": cube, "category": "cube"}],
+                "count": 3,
+                "color": [0.9, 0.9, 0.9],
+                "region": {"center": [0.1, 0.0, 0.69], "size": [0.4, 0.5, 0.0]},
+                "drop_height": 0.0,
+                "rotation": "none",
+                "min_spacing": 0.15,
+            }
+        ],
+        "randomizers": randomizers,
+    }
+    loaded = load_spec(raw)
+    state, _ = sample_scene(loaded, RandomizerSet.from_spec(loaded), seed=seed, scene_index=0)
+    return backend_scene(loaded, state)
+
+
+def masks(frame: Any) -> dict[str, np.ndarray]:
+    """Pixel masks of the cubes together, the table, the arm's links together and the visible ground."""
+    by_uid = {o.uid: o.instance_id for o in frame.objects}
+    ids = frame.instance_ids
+    out = {
+        "cubes": np.isin(ids, [i for u, i in by_uid.items() if u.startswith("cubes/")]),
+        "table": ids == by_uid["table"],
+        "arm": np.isin(ids, [i for u, i in by_uid.items() if u.startswith("arm/")]),
+        "ground": (ids == 0) & (frame.depth_m > 0),
+    }
+    for name, mask in out.items():
+        assert mask.sum() > 60, name  # the view shows every part
+    return out
+
+
+FIXTURE_CAM = [[1.1, -0.9, 1.4], [0.0, 0.0, 0.55]]
+FIXTURE_K = [[70.0, 0.0, 47.5], [0.0, 70.0, 35.5], [0.0, 0.0, 1.0]]
+
+
+def mean_rgb_at(frame: Any, mask: np.ndarray) -> np.ndarray:
+    return frame.rgb[mask].astype(float).mean(axis=0)
+
+
+def test_a_colour_randomizer_colours_the_table_and_leaves_the_objects(
+    backend: PyBulletBackend, pb: SimpleNamespace
+) -> None:
+    cam = pb.view(pb.look_at(*FIXTURE_CAM), FIXTURE_K, width=96, height=72)
+    backend.build(engine_scene([]))
+    plain = backend.render(cam)
+    red = {"hue": 0.0, "saturation": 1.0, "value": 1.0}
+    backend.build(engine_scene([{"type": "appearance/color-v1", "tags": ["table"], **red}]))
+    coloured = backend.render(cam)
+    backend.build(engine_scene([{"type": "appearance/color-v1", "tags": ["furniture"], **red}]))  # by its tag
+    by_tag = backend.render(cam)
+
+    np.testing.assert_array_equal(coloured.instance_ids, plain.instance_ids)  # appearance changes no label
+    m = masks(plain)
+    r, g, b = mean_rgb_at(coloured, m["table"])
+    r0, g0, _ = mean_rgb_at(plain, m["table"])
+    assert r > g + 60 and r > b + 60 and abs(r0 - g0) < 40  # the table turned red; it was not red before
+    for part in ("cubes", "arm"):  # the objects and the other fixture are untouched, pixel for pixel
+        np.testing.assert_array_equal(coloured.rgb[m[part]], plain.rgb[m[part]])
+    np.testing.assert_array_equal(by_tag.rgb, coloured.rgb)
+
+
+def test_image_texture_tagged_ground_textures_only_the_ground(backend: PyBulletBackend, pb: SimpleNamespace) -> None:
+    """Before issue 11, ``appearance/image-texture-v1`` could reach the ground only with every object too."""
+    cam = pb.view(pb.look_at(*FIXTURE_CAM), FIXTURE_K, width=96, height=72)
+    backend.build(engine_scene([]))
+    plain = backend.render(cam)
+    photo = {"type": "appearance/image-texture-v1", "tags": ["ground"], "folder": "pybullet_data:"}
+    scene = engine_scene([photo])
+    assert scene["ground"]["texture"]["kind"] == "image"
+    assert all("texture" not in e for e in [*scene["fixtures"], *scene["objects"].values()])
+    backend.build(scene)
+    textured = backend.render(cam)
+    backend.build(engine_scene([photo]))
+    again = backend.render(cam)
+
+    np.testing.assert_array_equal(textured.rgb, again.rgb)  # deterministic
+    m = masks(plain)
+    ground = m["ground"] & (textured.instance_ids == 0)
+    assert np.abs(textured.rgb[ground].astype(float) - plain.rgb[ground]).mean() > 10
+    for part in ("cubes", "table", "arm"):
+        np.testing.assert_array_equal(textured.rgb[m[part]], plain.rgb[m[part]])
+
+
+def test_a_procedural_texture_on_the_robot_covers_every_link(backend: PyBulletBackend, pb: SimpleNamespace) -> None:
+    """A fixture labeled per link is textured whole: every link shows the same texture, nothing else changes."""
+    cam = pb.view(pb.look_at(*FIXTURE_CAM), FIXTURE_K, width=96, height=72)
+    backend.build(engine_scene([]))
+    plain = backend.render(cam)
+    green = {"hue": 0.33, "saturation": 1.0, "value": 0.9}
+    texture = {
+        "type": "appearance/procedural-texture-v1",
+        "tags": ["robot"],
+        "kind": "checker",
+        "size": 16,
+        "color_a": green,
+        "color_b": green,
+    }
+    scene = engine_scene([texture])
+    backend.build(scene)
+    textured = backend.render(cam)
+
+    m = masks(plain)
+    np.testing.assert_array_equal(textured.instance_ids, plain.instance_ids)
+    arm_ids = {o.instance_id for o in plain.objects if o.uid.startswith("arm/")}
+    shown = [i for i in arm_ids if (plain.instance_ids == i).sum() > 15]
+    assert len(shown) >= 3
+    for i in shown:
+        r, g, b = mean_rgb_at(textured, plain.instance_ids == i)
+        assert g > 1.5 * r and g > 1.5 * b, i
+    for part in ("cubes", "table"):
+        np.testing.assert_array_equal(textured.rgb[m[part]], plain.rgb[m[part]])
