@@ -27,6 +27,12 @@ _EXPORTS = {
     "load_inception": "features",
     "compute_features": "features",
     "FeatureExtractor": "features",
+    "quality_report": "tabular",
+    "tabular_utility": "tabular",
+    "table_privacy": "tabular",
+    "gower_encode": "tabular",
+    "privacy_metrics": "privacy",
+    "nearest_neighbours": "privacy",
 }
 
 __all__ = sorted(_EXPORTS)
