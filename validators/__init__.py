@@ -33,6 +33,7 @@ _EXPORTS = {
     "gower_encode": "tabular",
     "privacy_metrics": "privacy",
     "nearest_neighbours": "privacy",
+    "validate_text": "text",
 }
 
 __all__ = sorted(_EXPORTS)

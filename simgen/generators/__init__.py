@@ -12,6 +12,7 @@ neither pandas nor scikit-learn. Third parties add their own through the entry-p
 from __future__ import annotations
 
 from simgen.generators.base import FittedModel, Generator, GeneratorError, ModelFileError, load_model, model_digest
+from simgen.generators.text import TEXT_GENERATORS
 from simgen.registry import Registry
 
 REGISTRY: Registry[Generator] = Registry("generator", group="simgen.generators")
@@ -22,6 +23,7 @@ DEFAULT_TABULAR = "tabular/gaussian-copula-v1"
 for _name, _target in {
     "tabular/gaussian-copula-v1": "simgen.generators.tabular.copula:GaussianCopula",
     "tabular/cart-v1": "simgen.generators.tabular.cart:Cart",
+    **TEXT_GENERATORS,
 }.items():
     REGISTRY.register(_name, _target)
 

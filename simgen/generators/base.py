@@ -257,6 +257,8 @@ def load_model(path: str | Path) -> FittedModel:
         # Only registered names: a "module:Class" string here would import (run) a module named by a file.
         raise ModelFileError(f"{folder / MODEL_JSON}: unknown generator '{name}'; registered: {', '.join(REGISTRY)}")
     cls = REGISTRY.get(name)
+    if getattr(cls, "model_class", None) is None:
+        raise ModelFileError(f"{folder / MODEL_JSON}: '{name}' does not save models")
     arrays = _read_arrays(folder, header["arrays"])
     model = cls.model_class.from_state(ModelState(config=header["config"], arrays=arrays))
     if model.generator != name:
