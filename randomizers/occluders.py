@@ -37,6 +37,11 @@ class FlyingOccluders(Randomizer):
     Params: ClassVar[type[BaseModel]] = OccluderParams
     targets: ClassVar[tuple[TargetKind, ...]] = ()  # new bodies of its own: a tag is refused at load time
 
+    @classmethod
+    def categories(cls, params: OccluderParams) -> list[str]:
+        """Label categories this randomizer adds: 'occluder' when its occluders are labeled."""
+        return ["occluder"] if params.labeled else []
+
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
         """Return ``{"occluders": [{shape, size/radius/length, position, orientation, color, labeled}]}``."""
         p: OccluderParams = self.params  # type: ignore[assignment]

@@ -109,7 +109,7 @@ def generate(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("out/dataset"),
     seed: Annotated[int, typer.Option(min=0, help="Dataset seed.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    renderer: Annotated[str, typer.Option(help="auto, egl or tiny.")] = "auto",
+    renderer: Annotated[str, typer.Option(help="auto, or one of the backend's (PyBullet: egl, tiny).")] = "auto",
     resolution: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, overriding the spec.")] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue, or repair, the run in OUT (rechecks every checksum).")
@@ -131,10 +131,9 @@ def generate(
     preview: Annotated[bool, typer.Option(help="Write preview.png when done.")] = True,
 ) -> None:
     """Render N labeled frames of a scene spec into OUT."""
-    from simgen.engine import generate as run_generate
+    from simgen.engine.generation import ImageOptions, generate_images
+    from simgen.engine.run import RunConfig
 
-    if renderer not in ("auto", "egl", "tiny"):
-        raise typer.BadParameter(f"expected auto, egl or tiny, got '{renderer}'", param_hint="--renderer")
     if resume and overwrite:
         raise typer.BadParameter("use one of them: --resume keeps the run in OUT, --overwrite replaces it",
                                  param_hint="--resume/--overwrite")  # fmt: skip
@@ -150,12 +149,14 @@ def generate(
             def advance(k: int) -> None:
                 bar.update(task, advance=k, rate=frame_rate.advance(k))
 
-            result = run_generate(
-                spec, out, n_frames=n, seed=seed, workers=workers, renderer=renderer,
-                resolution=_parse_resolution(resolution), resume=resume, overwrite=overwrite,
-                shard_frames=shard_frames, asset_roots=asset_root or [], runner=runner, ray_address=address,
-                progress=advance,
+            config = RunConfig(
+                out=out, n_records=n, seed=seed, workers=workers, resume=resume, overwrite=overwrite,
+                shard_records=shard_frames, runner=runner, ray_address=address,
             )  # fmt: skip
+            options = ImageOptions(
+                renderer=renderer, resolution=_parse_resolution(resolution), asset_roots=asset_root or []
+            )
+            result = generate_images(spec, config, options, progress=advance)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (simgen.errors.Interrupted): workers are stopped
         print_error("interrupted; rerun with --resume to finish")
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
@@ -165,10 +166,29 @@ def generate(
         f"({result.made} rendered, {result.reused} kept) with renderer {result.renderer} in {result.seconds:.1f} s "
         f"({rate:.1f} frames/s)"
     )
-    if preview:
+    if preview and "coco" in result.dataset.get("formats", ["coco"]):
         from simgen.inspect_dataset import write_preview
 
         console.print(f"preview: {write_preview(result.out)}")
+    elif preview:
+        console.print("no preview: it draws the COCO labels, and this spec has outputs.coco: false")
+
+
+def _require_coco(out: Path, command: str) -> None:
+    """Refuse, in one line, a dataset written without COCO (``outputs.coco: false``): ``command`` reads its labels.
+
+    Raises:
+        SimgenError: The dataset's record says it has no COCO file.
+    """
+    from simgen.engine.files import DATASET_FILE, DATASET_KEYS, simgen_record
+
+    meta = simgen_record(out / DATASET_FILE, DATASET_KEYS)
+    formats = meta.get("formats") if meta else None
+    if isinstance(formats, list) and "coco" not in formats:
+        raise SimgenError(
+            f"{out} has no annotations.coco.json (its spec has outputs.coco: false), and `simgen {command}` reads "
+            "the labels from it; `simgen verify` and `simgen replay` work without it"
+        )
 
 
 @app.command()
@@ -181,6 +201,7 @@ def inspect(
     """Print a summary of a dataset and write preview.png (frames with boxes and masks)."""
     from simgen.inspect_dataset import summarize, write_preview
 
+    _require_coco(out, "inspect")
     s = summarize(out)
     table = Table(title=f"{out}: {s.frames} frames, {s.annotations} objects")
     table.add_column("category")
@@ -298,7 +319,7 @@ def list_randomizers(
         out_console.print("parameters: simgen list randomizers --verbose, or docs/randomizers.md")
 
 
-_PLUGINS = ("simgen.validators.cli", "simgen.refine.cli")
+_PLUGINS = ("simgen.validators.cli", "simgen.refine.cli", "simgen.generators.tabular.cli", "simgen.scenarios.cli")
 
 
 def _register_plugins() -> None:

@@ -6,7 +6,7 @@ import difflib
 import errno
 import os
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class SimgenError(Exception):
@@ -149,6 +149,109 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by signal {signum}")
+
+
+class LabelError(SimgenError, ValueError):
+    """Frame data handed to a label function is malformed: wrong shape or dtype, a missing pose, a bad argument."""
+
+
+class ModelError(LabelError):
+    """An object's 3D model cannot be built (an unreadable mesh file, an unknown part kind ...)."""
+
+
+class CocoWriteError(SimgenError, ValueError):
+    """A frame record or a fragment cannot be written as COCO (unknown category, torn line, duplicate frame ...)."""
+
+
+class YoloWriteError(SimgenError, ValueError):
+    """A frame or a dataset record cannot be written as YOLO labels."""
+
+
+class BopWriteError(SimgenError, ValueError):
+    """A frame or a record cannot be written as BOP (missing masks or files, records out of order ...)."""
+
+
+class WriterOptionError(SimgenError, TypeError):
+    """A writer was given an option it does not take."""
+
+
+class RefineSettingsError(SimgenError, ValueError):
+    """A refinement setting is invalid; the message names the option, what was expected and what was received."""
+
+
+class ModelNotFound(SimgenError, FileNotFoundError):
+    """A model or ControlNet is neither a local folder nor available from the hub (or the local cache, offline)."""
+
+
+class LLMError(SimgenError, RuntimeError):
+    """An LLM request failed for good: a non-retryable API error, or retries exhausted.
+
+    The message is one line and never holds the API key.
+
+    Attributes:
+        status_code: The last HTTP status, or ``None`` for a timeout or a connection error.
+        attempts: How many HTTP attempts were made.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.attempts = attempts
+
+
+class BudgetExhausted(LLMError):
+    """The request or token budget is spent: callers stop cleanly and the run can be resumed.
+
+    Attributes:
+        limit: ``"max_requests"`` or ``"max_tokens"``.
+        used: What was used when the stop happened.
+        allowed: The configured limit.
+    """
+
+    def __init__(self, limit: str, used: int, allowed: int) -> None:
+        super().__init__(
+            f"LLM budget exhausted: {limit}={allowed} reached ({used} used); "
+            "finished responses are cached, raise the limit and resume to continue"
+        )
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed
+
+
+class APIKeyMissing(LLMError):
+    """No Anthropic credential in the environment (or passed explicitly)."""
+
+
+class RequireUnmet(SimgenError, RuntimeError):
+    """A frame met its scenario constraints in none of its attempts: the run stops instead of emitting it.
+
+    Attributes:
+        frame_index: The frame.
+        attempts: Attempts made.
+        unmet: ``(constraint name, attempts it failed, closest value seen, what it needs)`` per failing one.
+    """
+
+    def __init__(self, frame_index: int, attempts: int, unmet: list[tuple[str, int, Any, str]]) -> None:
+        self.frame_index, self.attempts, self.unmet = frame_index, attempts, unmet
+        parts = [
+            f"'{name}' failed {failed} of {attempts} attempts, closest value {_closest(value)} (needs {needs})"
+            for name, failed, value, needs in unmet
+        ]
+        super().__init__(
+            f"frame {frame_index}: no attempt met the scenario's constraints in max_attempts={attempts}: "
+            + "; ".join(parts)
+            + ". Loosen the constraint, or change the spec so it can hold"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in worker processes: it must pickle back whole (its __init__ takes the parts, not the message).
+        return (type(self), (self.frame_index, self.attempts, self.unmet))
+
+
+def _closest(value: Any) -> str:
+    if value is None:
+        return "none (nothing selected)"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 #: Names longer than this get no suggestion: no valid name is that long, and difflib is quadratic.

@@ -24,8 +24,8 @@ from simgen.engine.files import (
     simgen_record,
 )
 from simgen.errors import SimgenError
+from simgen.io import atomic_write_bytes, atomic_write_json, encode_png
 from simgen.labels import rle_decode
-from simgen.writers.atomic import atomic_write_bytes, atomic_write_json
 
 
 @dataclass
@@ -269,10 +269,7 @@ def write_preview(root: str | Path, path: str | Path | None = None, *, max_frame
         r, c = divmod(k, cols)
         grid[r * h : r * h + tile.shape[0], c * w : c * w + tile.shape[1]] = tile[:h, :w]
     out = Path(path) if path is not None else root / "preview.png"
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise SimgenError("PNG encoding of the preview failed")
-    atomic_write_bytes(out, buf.tobytes())
+    atomic_write_bytes(out, encode_png(grid))
     _record_preview(root, out)
     return out
 

@@ -1,4 +1,4 @@
-"""``simgen validate SYN --real REAL``: a thin command-line layer over ``validate_datasets``.
+"""``simgen validate SYN --real REAL``: a thin command-line layer over ``validate`` (``validate_datasets``).
 
 Nothing heavy is imported at module import: ``simgen --help`` stays fast and works without torch.
 """
@@ -53,7 +53,8 @@ def validate(
 ) -> None:
     """Measure how far SYN is from REAL (FID, KID, MMD, PRDC with CIs), TSTR vs TRTR, and check the labels."""
     try:
-        from simgen.validators.pipeline import validate_datasets
+        from simgen.validators.pipeline import ValidateConfig
+        from simgen.validators.pipeline import validate as run_validation
         from simgen.validators.report import write_report
 
         if crop_mode not in ("probe", "finetune"):
@@ -68,11 +69,11 @@ def validate(
             def progress(side: str, done: int, total: int) -> None:
                 status.update(f"{side} features: {done}/{total} images")
 
-            report = validate_datasets(
-                synthetic, real, extractor=extractor, inception_weights=inception_weights, utility=utility,
-                utility_options=options, max_images=max_images, seed=seed, n_boot=n_boot, batch_size=batch_size,
-                device=device, cache=cache, progress=progress,
+            config = ValidateConfig(
+                extractor=extractor, inception_weights=inception_weights, utility=utility, utility_options=options,
+                max_images=max_images, seed=seed, n_boot=n_boot, batch_size=batch_size, device=device, cache=cache,
             )  # fmt: skip
+            report = run_validation(synthetic, real, config, progress=progress)
             json_path, html_path = write_report(report, report_dir)
     except SimgenError as exc:
         print_error(exc)

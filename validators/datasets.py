@@ -6,7 +6,6 @@ without torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from simgen.errors import SimgenError
+from simgen.io import sha256_file as file_sha256
 
 __all__ = [
     "COCO_FILE",
@@ -100,15 +100,6 @@ class ImageSet:
         return {"path": str(self.root), "kind": self.kind, "images": len(self.paths), "total_images": self.total_images}
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 RGB of shape (H, W, 3); grey is repeated and alpha dropped.
 
@@ -177,6 +168,12 @@ def load_image_set(path: str | Path, *, max_images: int | None = None, image_roo
         coco_file = path
     elif path.is_dir() and (path / COCO_FILE).is_file():
         coco_file = path / COCO_FILE
+    elif path.is_dir() and (path / "dataset.json").is_file():
+        # A simgen dataset written without COCO: its folder also holds depth and instance PNGs, which
+        # must never be mixed into the image features.
+        raise SimgenError(
+            f"{path} is a simgen dataset without {COCO_FILE} (outputs.coco: false); pass {path / 'images'} instead"
+        )
     if coco_file is not None:
         try:
             coco = json.loads(coco_file.read_text(encoding="utf-8"))

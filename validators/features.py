@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simgen.errors import DependencyMissing, SimgenError
+from simgen.io import atomic_open
 from simgen.validators.datasets import ImageSet, file_sha256, read_rgb
 
 if TYPE_CHECKING:
@@ -491,8 +492,7 @@ def compute_features(image_set: ImageSet, extractor: FeatureExtractor, *, cache:
     out = np.stack([rows[d] for d in hashes]).astype(np.float32)
     if missing or not target.is_file():
         unique = list(dict.fromkeys(hashes))
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, cache_id=np.array(extractor.cache_id), hashes=np.array(unique),
-                 features=np.stack([rows[d] for d in unique]).astype(np.float32))  # fmt: skip
-        os.replace(tmp, target)
+        with atomic_open(target, "wb") as fh:
+            np.savez(fh, cache_id=np.array(extractor.cache_id), hashes=np.array(unique),
+                     features=np.stack([rows[d] for d in unique]).astype(np.float32))  # fmt: skip
     return out

@@ -283,6 +283,42 @@ def _check_labels(image_set: ImageSet, path: Path) -> dict[str, Any]:
             "problems": [p.as_dict() for p in problems]}  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class ValidateConfig:
+    """How :func:`validate_datasets` compares two datasets (its keyword arguments, as one object).
+
+    The attributes are :func:`validate_datasets`'s keyword arguments of the same names, with the same defaults.
+    """
+
+    extractor: Any = None
+    inception_weights: str | Path | None = None
+    utility: str = "crops"
+    utility_options: dict[str, Any] | None = None
+    max_images: int | None = None
+    seed: int = 0
+    n_boot: int = 50
+    level: float = 0.95
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prdc_k: int = 5
+    cache: bool = True
+    batch_size: int = 16
+    device: str = "cpu"
+    check_labels: bool = True
+
+
+def validate(
+    synthetic: str | Path,
+    real: str | Path,
+    config: ValidateConfig | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ValidationReport:
+    """:func:`validate_datasets` with its options as one :class:`ValidateConfig`."""
+    options = {f: getattr(config, f) for f in ValidateConfig.__dataclass_fields__} if config is not None else {}
+    return validate_datasets(synthetic, real, **options, progress=progress)
+
+
 def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any = None,
                       inception_weights: str | Path | None = None, utility: str = "crops",
                       utility_options: dict[str, Any] | None = None, max_images: int | None = None, seed: int = 0,
@@ -290,7 +326,7 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
                       prdc_k: int = 5, cache: bool = True, batch_size: int = 16, device: str = "cpu",
                       check_labels: bool = True,
                       progress: Callable[[str, int, int], None] | None = None) -> ValidationReport:  # fmt: skip
-    """Compare a synthetic dataset with a real one.
+    """Compare a synthetic dataset with a real one (:func:`validate` takes the options as a :class:`ValidateConfig`).
 
     Args:
         synthetic: A simgen dataset folder (or any COCO dataset, or an image folder).

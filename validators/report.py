@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 
 from simgen.errors import DependencyMissing, SimgenError
+from simgen.io import atomic_write_text, encode_png
 from simgen.validators.datasets import ImageSet, read_rgb
 from simgen.validators.pipeline import METRIC_INFO, ValidationReport
 
@@ -91,10 +91,7 @@ def sample_grid(image_set: ImageSet, *, n: int = 9, cols: int = 3, tile_width: i
 
 
 def _png_b64(rgb: np.ndarray) -> str:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise SimgenError("PNG encoding failed")
-    return base64.b64encode(buf.tobytes()).decode("ascii")
+    return base64.b64encode(encode_png(rgb)).decode("ascii")
 
 
 def _figure(width: float, height: float) -> Any:
@@ -378,9 +375,7 @@ def write_report(report: ValidationReport, out_dir: str | Path) -> tuple[Path, P
     document = json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False, default=_json_default)
     for name, text in (("report.json", document), ("report.html", render_html(report))):
         target = out / name
-        tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write_text(target, text)
         paths.append(target)
     log.info("wrote %s and %s", paths[0], paths[1])
     return paths[0], paths[1]

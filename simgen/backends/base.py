@@ -6,12 +6,15 @@ returned :class:`~simgen.frame.FrameBuffers` by pure functions, so PyBullet and 
 Scene state (the input of :meth:`Backend.build`), JSON-serializable::
 
     {
-      "ground": {"kind": "plane" | "none", "color": [r, g, b, a] | None, "texture": None | {record}},
+      "ground": {"kind": "plane" | "none", "color": [r, g, b, a] | None, "texture": None | {record},
+                 "specular": None | [r, g, b]},
       "fixtures": [  # static bodies: table, tray, shelf (.sdf too), fixed-base robots
         {"uid": "table", "asset": "pybullet_data:table/table.urdf", "path": "/abs/table.urdf" | None,
          "shape": None | {"shape": "box", "size": [x, y, z]} ..., "position": [x, y, z],
          "orientation": [qx, qy, qz, qw], "scale": 1.0, "color": None | [r, g, b, a],
-         "labeled": False, "category": "table", "link_labels": False}
+         "labeled": False, "category": "table", "link_labels": False,
+         # optional, from randomizers: "texture": {record}, "specular": [r, g, b]
+        }
       ],
       "objects": {  # dynamic bodies, dropped and settled; insertion order gives instance ids 1..N
         "clutter/0": {"uid": "clutter/0", "group": "clutter", "asset": "pybullet_data:duck_vhacd.urdf",
@@ -51,13 +54,50 @@ View state (the input of :meth:`Backend.render`)::
 
 PyBullet's EGL renderer uses only the light's direction (colour and coefficients are ignored, and
 shadows are always on); TinyRenderer uses them all.
+
+Besides the four calls, the engine asks a backend a few things, each optional (a backend without it gets
+the default), so that it never needs to know a simulator:
+
+* ``capabilities`` (class attribute, a mapping): what the backend can compute. ``"visibility"``: per-object
+  renders for visibility fractions and BOP's full masks (``render(visibility=True)``). A capability that is
+  not listed is unavailable: a spec that asks for it is refused at load time, and labels carry ``None``.
+* ``resolve_renderer(requested) -> str`` (classmethod): what ``"auto"`` means on this machine, decided once
+  in the main process before any worker starts; refuses an unknown renderer. Default: ``requested``.
+* ``worker_env(workers) -> dict`` (classmethod): environment variables each worker process sets before its
+  first simulator when ``workers`` processes share the cores (PyBullet: ``LP_NUM_THREADS``). Default: none.
+* ``categories(loaded) -> list[str]`` (classmethod): the label categories of a spec, in id order, known
+  before anything renders so every worker agrees on the ids. Default: :func:`spec_categories`.
+* ``recycling`` (attribute of an instance, a :class:`Recycling` or None): a client that leaks with every
+  scene it builds asks the engine to close it and start a fresh one now and then. Default: never.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from simgen.frame import FrameBuffers
+
+if TYPE_CHECKING:
+    from simgen.spec.loader import LoadedSpec
+    from simgen.spec.models import Fixture
+
+#: Capabilities a backend may have (see the module docstring).
+CAPABILITIES = ("visibility",)
+
+
+@dataclass(frozen=True)
+class Recycling:
+    """When the engine restarts a backend client that leaks a little with every scene it builds.
+
+    A client is restarted after ``max_builds`` scenes; later clients as soon as they have grown as much as the
+    first one did over that cycle, after at least ``min_builds`` (see :class:`simgen.engine.memory.RecyclePolicy`).
+    A fresh client must render bit-identically: restarting never changes the output.
+    """
+
+    max_builds: int
+    min_builds: int
 
 
 @runtime_checkable
@@ -68,6 +108,8 @@ class Backend(Protocol):
     name: str
     #: The renderer that actually runs, e.g. "egl" or "tiny"; recorded in dataset.json.
     renderer: str
+    #: What it can compute, e.g. ``{"visibility": True}`` (see the module docstring).
+    capabilities: ClassVar[Mapping[str, bool]]
 
     def build(self, scene: dict[str, Any]) -> None:
         """Reset the world and create every body of ``scene`` (see the module docstring)."""
@@ -88,3 +130,46 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the simulator. Safe to call twice."""
         ...
+
+
+def spec_categories(
+    loaded: LoadedSpec, *, fixture_categories: Callable[[Fixture, LoadedSpec], list[str]] | None = None
+) -> list[str]:
+    """Label category names of a spec, in order of first appearance (ids are position + 1).
+
+    They come from the spec alone, so every worker and every shard agrees on the ids before anything renders:
+    labeled object groups' assets, labeled fixtures, then what each randomizer of the spec declares through
+    its class method ``categories(params) -> list[str]`` (a labeled flying occluder adds ``"occluder"``).
+
+    Args:
+        loaded: The spec.
+        fixture_categories: The categories of one labeled fixture (a backend that labels each link of a
+            robot gives ``<category>/<link>`` per link); default: its ``category`` or name.
+    """
+    from simgen.randomizers import REGISTRY
+    from simgen.randomizers.objects import category_of
+    from simgen.spec.loader import randomizer_params
+    from simgen.spec.models import AssetEntry
+
+    names: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in names:
+            names.append(name)
+
+    for group in loaded.spec.objects:
+        if group.labeled:
+            for a in group.assets:
+                add(category_of(a if isinstance(a, AssetEntry) else AssetEntry(asset=a), group.category))
+    for fx in loaded.spec.fixtures:
+        if fx.labeled:
+            for name in fixture_categories(fx, loaded) if fixture_categories else [fx.category or fx.name]:
+                add(name)
+    source = str(loaded.source) if loaded.source else None
+    for i, entry in enumerate(loaded.spec.randomizers):
+        cls = REGISTRY.get(entry.type)
+        declared = getattr(cls, "categories", None)
+        if declared is not None:
+            for name in declared(randomizer_params(entry, cls, f"randomizers[{i}]", source)):
+                add(name)
+    return names

@@ -50,7 +50,7 @@ import pybullet as p
 
 from simgen.assets import verify_image
 from simgen.errors import AssetError
-from simgen.writers.atomic import sha256_file
+from simgen.io import atomic_write_bytes, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -128,17 +128,9 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary file and a rename, so readers never see a partial file."""
+    """Write a cache file atomically (simgen.io), its folder private to this user."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def texture_file(record: Any, where: str) -> str:

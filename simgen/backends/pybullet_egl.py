@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +39,11 @@ EGL_WARMUP_FRAMES = 2
 EGL_CLIENTS: set[int] = set()
 EGL_LOCK = threading.Lock()
 EGL_BUSY = "another EGL backend is alive in this process (the plugin supports one at a time)"
+#: The plugin never frees meshes on resetSimulation (8-10 MB per build, measured): a worker's EGL client is closed
+#: and started again after at most this many builds, which frees it ...
+EGL_RECYCLE_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_BUILDS", "8"))
+#: ... or after at least this many, once it has grown as much as the first client did (see RecyclePolicy).
+EGL_RECYCLE_MIN_BUILDS = int(os.environ.get("SIMGEN_EGL_RECYCLE_MIN_BUILDS", str(EGL_RECYCLE_BUILDS // 2)))
 _GL_UNPACK_ALIGNMENT = 0x0CF5
 
 
@@ -163,7 +170,7 @@ def set_unpack_alignment(alignment: int) -> str | None:
 def probe_renderer() -> str:
     """``egl`` if this process can start PyBullet's EGL renderer and draw with it, else ``tiny``.
 
-    Meant for a short-lived child process (see :func:`simgen.backends.resolve_renderer`): it imports
+    Meant for a short-lived child process (see :func:`probe_auto_renderer`): it imports
     nothing but pybullet, so it costs a fraction of a second on top of the EGL start itself.
     """
     cid = p.connect(p.DIRECT)
@@ -172,3 +179,18 @@ def probe_renderer() -> str:
     error = load_egl_plugin(cid)
     disconnect(cid, quiet=True)
     return "egl" if error is None else "tiny"
+
+
+@functools.cache
+def probe_auto_renderer() -> str:
+    """What ``renderer="auto"`` gets on this machine, ``egl`` or ``tiny``: asked once per process, of a child process.
+
+    A child process, so the probe's EGL client never collides with one of ours (one per process). It answers
+    with its exit status: 0 is EGL; anything else (no EGL, an import error, a crash) is TinyRenderer.
+    """
+    code = "import sys\nfrom simgen.backends.pybullet_egl import probe_renderer\nsys.exit(probe_renderer() != 'egl')"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return "tiny"
+    return "egl" if proc.returncode == 0 else "tiny"

@@ -1,4 +1,4 @@
-"""Where a dataset's files live, how a frame's files are encoded, and how a dataset's records are read safely.
+"""Where a dataset's files live, and how a dataset's records are read back safely, whatever its modality.
 
 Everything that reads a dataset back (resume, ``verify``, ``replay``, ``inspect``, ``--overwrite``)
 goes through the readers here, so a damaged or hostile dataset gives one :class:`SimgenError` naming
@@ -8,7 +8,6 @@ the file and what is wrong, and a recorded path never leads outside the dataset 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -17,29 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from simgen.errors import SimgenError
-from simgen.writers.atomic import encode_png, sha256_file
+from simgen.writers.coco import COCO_FILE
 
 if TYPE_CHECKING:
-    from simgen.frame import FrameBuffers
     from simgen.spec.models import Outputs
-
-__all__ = ["encode_frame", "encode_png", "sha256_file", "write_file"]
 
 
 WORK_DIR = ".simgen"
 RUN_FILE = "run.json"
-COCO_FILE = "annotations.coco.json"
 MANIFEST_FILE = "manifest.jsonl"
 DATASET_FILE = "dataset.json"
 PREVIEW_RECORD = "preview.json"
 FRAME_DIRS = {"rgb": "images", "depth": "depth", "instances": "instances"}
 #: Keys that make a dataset.json simgen's own (an unrelated dataset.json has neither).
 DATASET_KEYS = ("simgen_version", "spec_sha256")
-#: Keys that make a .simgen/run.json simgen's own.
-RUN_KEYS = ("spec_sha256", "seed", "n_frames")
+#: Keys that make a .simgen/run.json simgen's own (any modality: the record count's key varies).
+RUN_KEYS = ("spec_sha256", "seed")
 
 
 @dataclass(frozen=True)
@@ -74,54 +67,6 @@ class Layout:
     def frame_file(kind: str, frame: int) -> str:
         """Relative path of one frame's file of a kind (``rgb``, ``depth``, ``instances``)."""
         return f"{FRAME_DIRS[kind]}/{frame:06d}.png"
-
-
-def write_file(root: Path, rel: str, data: bytes) -> str:
-    """Write ``data`` to ``root/rel`` through a temporary name and a rename; return its SHA-256.
-
-    No fsync here: a frame is only counted once its fragment line is fsynced, and resume checks the
-    checksum of every file it keeps, so a file lost in a crash is simply redone.
-    """
-    path = root / rel
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        # A full disk must not leave a hidden partial file behind, and the error must name the frame's file.
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)
-        raise
-    return hashlib.sha256(data).hexdigest()
-
-
-def encode_frame(rgb: np.ndarray, buffers: FrameBuffers, outputs: Outputs) -> dict[str, bytes]:
-    """The PNG bytes of one frame's files, by kind, for the kinds ``outputs`` asks for.
-
-    The one encoder of frame files: the shard loop writes what it returns and ``replay`` compares
-    with it, so the two can never drift apart.
-
-    Args:
-        rgb: The frame's RGB after sensor effects.
-        buffers: The rendered buffers (depth in metres, instance ids).
-        outputs: The spec's ``outputs`` (``rgb``, ``depth``, ``instances`` flags).
-
-    Returns:
-        ``kind -> PNG bytes``, in the order rgb, depth, instances.
-    """
-    from simgen.labels import depth_to_png_mm
-
-    encoded: dict[str, bytes] = {}
-    if outputs.rgb:
-        encoded["rgb"] = encode_png(np.ascontiguousarray(rgb))
-    if outputs.depth:
-        encoded["depth"] = encode_png(depth_to_png_mm(buffers.depth_m))
-    if outputs.instances:
-        encoded["instances"] = encode_png(buffers.instance_ids.astype(np.uint16))
-    return encoded
 
 
 def coco_image_kind(outputs: Outputs) -> str | None:
@@ -215,8 +160,13 @@ def read_dataset_record(root: Path) -> dict[str, Any]:
     return meta
 
 
-#: What the tools read from dataset.json, and the type each must have.
+#: What the tools read from every dataset.json, and the type each must have.
 DATASET_FIELDS: dict[str, type] = {
+    "seed": int,
+    "checksums": dict,
+}
+#: ... and from an image dataset's (``"modality": "images"``, the default of datasets that do not say).
+IMAGE_DATASET_FIELDS: dict[str, type] = {
     "spec": dict,
     "seed": int,
     "n_frames": int,
@@ -227,17 +177,30 @@ DATASET_FIELDS: dict[str, type] = {
 }
 
 
+def dataset_modality(meta: dict[str, Any]) -> tuple[str, str]:
+    """``(modality, record_key)`` of a dataset record: ``("images", "frame")`` unless it says otherwise."""
+    modality = meta.get("modality", "images")
+    key = meta.get("record_key", "frame")
+    return (modality if isinstance(modality, str) else "images", key if isinstance(key, str) and key else "frame")
+
+
 def dataset_record_problems(meta: dict[str, Any], where: Path) -> list[str]:
-    """Every field of :data:`DATASET_FIELDS` that is missing or of the wrong type, one message each."""
+    """Every field the tools read that is missing or of the wrong type, one message each.
+
+    Every dataset needs :data:`DATASET_FIELDS` and a count ``n_<record_key>s``; an image dataset also
+    :data:`IMAGE_DATASET_FIELDS`.
+    """
+    modality, key = dataset_modality(meta)
+    fields = dict(IMAGE_DATASET_FIELDS) if modality == "images" else {**DATASET_FIELDS, f"n_{key}s": int}
     problems = []
-    for key, kind in DATASET_FIELDS.items():
+    for name, kind in fields.items():
         try:
-            value = record_field(meta, key, kind, where)
+            value = record_field(meta, name, kind, where)
         except SimgenError as exc:
             problems.append(str(exc))
             continue
-        if key in ("n_frames", "frames_per_scene") and value < 1:
-            problems.append(f"{where}: '{key}' must be >= 1, got {value}")
+        if name in (f"n_{key}s", "frames_per_scene") and value < 1:
+            problems.append(f"{where}: '{name}' must be >= 1, got {value}")
     return problems
 
 
@@ -266,10 +229,13 @@ def json_kind(kind: type | tuple[type, ...]) -> str:
     return " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
 
 
-def manifest_entries(path: Path) -> Iterator[tuple[int, dict[str, Any] | SimgenError]]:
+def manifest_entries(
+    path: Path, record_key: str = "frame"
+) -> Iterator[tuple[int, dict[str, Any] | SimgenError]]:
     """Stream ``(line number, entry)`` from a manifest; a bad line gives ``(line number, the error)``.
 
-    The caller decides whether a bad line is fatal (replay) or one more finding (verify).
+    The caller decides whether a bad line is fatal (replay) or one more finding (verify). ``record_key`` is
+    the key of each line's record index (``"frame"`` for images).
 
     Raises:
         SimgenError: The file cannot be opened.
@@ -283,24 +249,25 @@ def manifest_entries(path: Path) -> Iterator[tuple[int, dict[str, Any] | SimgenE
     with fh:
         for number, raw in enumerate(fh, start=1):
             try:
-                yield number, check_manifest_entry(json.loads(raw), f"{path} line {number}")
+                yield number, check_manifest_entry(json.loads(raw), f"{path} line {number}", record_key)
             except SimgenError as exc:
                 yield number, exc
             except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 yield number, SimgenError(f"{path} line {number}: not valid JSON")
 
 
-def check_manifest_entry(entry: Any, where: str) -> dict[str, Any]:
-    """A manifest entry with its ``frame`` and ``files`` checked.
+def check_manifest_entry(entry: Any, where: str, record_key: str = "frame") -> dict[str, Any]:
+    """A manifest entry with its record index (``record_key``, ``frame`` for images) and ``files`` checked.
 
     Raises:
-        SimgenError: ``frame`` is not a non-negative int, or ``files`` is not ``{kind: {"path": str, "sha256": str}}``.
+        SimgenError: The index is not a non-negative int, or ``files`` is not
+            ``{kind: {"path": str, "sha256": str}}``.
     """
     if not isinstance(entry, dict):
         raise SimgenError(f"{where}: expected a JSON object, got {json_kind(type(entry))}")
-    frame = entry.get("frame")
-    if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
-        raise SimgenError(f"{where}: 'frame' must be an int >= 0, got {_short(frame)}")
+    index = entry.get(record_key)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise SimgenError(f"{where}: '{record_key}' must be an int >= 0, got {_short(index)}")
     files = entry.get("files", {})
     if not isinstance(files, dict):
         raise SimgenError(f"{where}: 'files' must be an object, got {json_kind(type(files))}")
@@ -388,7 +355,7 @@ def scan_folder(root: Path) -> FolderScan:
     foreign: list[str] = []
     if run is None and dataset is None:
         return FolderScan(root, None, None, [], files, [])
-    recorded = _recorded_paths(root, dataset)
+    recorded = _recorded_paths(root, dataset, dataset_modality(dataset or run or {})[1])
     templates = {_DIGITS.sub("#", rel) for rel in recorded} | {f"{d}/######.png" for d in FRAME_DIRS.values()}
 
     def is_owned(rel: str) -> bool:
@@ -444,7 +411,7 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     return sorted(files), dirs
 
 
-def _recorded_paths(root: Path, dataset: dict[str, Any] | None) -> set[str]:
+def _recorded_paths(root: Path, dataset: dict[str, Any] | None, record_key: str) -> set[str]:
     """Relative paths simgen's records list (damaged records are read as far as they go)."""
     recorded = {DATASET_FILE, COCO_FILE, MANIFEST_FILE}
     if dataset is not None:
@@ -458,7 +425,7 @@ def _recorded_paths(root: Path, dataset: dict[str, Any] | None) -> set[str]:
     for manifest in manifests:
         if not manifest.is_file() or manifest.is_symlink():
             continue
-        for _, entry in manifest_entries(manifest):
+        for _, entry in manifest_entries(manifest, record_key):
             if isinstance(entry, dict):
                 recorded |= {f["path"] for f in recorded_files(entry)}
     preview = simgen_record(root / WORK_DIR / PREVIEW_RECORD, ("path",))

@@ -2,7 +2,8 @@
 
 Every node must see the output folder at the same path (a shared filesystem), and have simgen and
 the scene's assets installed. A task that dies is retried by Ray; the retried shard keeps every
-intact frame the dead attempt finished (see :func:`simgen.engine.shard.run_shard`).
+intact record the dead attempt finished (see :func:`simgen.engine.shard.run_shard`). It imports the worker
+side and the failure helpers, never the local runner.
 
 Failures are one line each: a cluster that cannot be started or reached is a
 :class:`~simgen.errors.RunnerUnavailable` (an unreachable ``host:port`` is found by a short TCP probe
@@ -17,8 +18,9 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from simgen.engine.runner import SigtermScope, raise_write_error, warm_up, worker_crashed
-from simgen.engine.shard import ShardJob, ShardResult, close_backends, run_shard
+from simgen.engine.failures import SigtermScope, raise_write_error, worker_crashed
+from simgen.engine.shard import ShardJob, ShardResult, run_shard
+from simgen.engine.worker import WorkerSetup, close_backends, warm_up
 from simgen.errors import DependencyMissing, RunnerUnavailable, SimgenError
 
 MAX_RETRIES = 3
@@ -28,10 +30,14 @@ CONNECT_TIMEOUT_S = 5.0
 
 def _task(job: ShardJob, env: dict[str, str]) -> ShardResult:
     # Set here rather than through a runtime_env: Ray then reuses its pre-started workers instead of
-    # starting a dedicated set for that environment. It must precede the worker's first GL context.
+    # starting a dedicated set for that environment. It must precede the worker's first simulator.
     for key, value in env.items():
         os.environ.setdefault(key, value)
     return run_shard(job)
+
+
+def _no_setup(workers: int) -> WorkerSetup:
+    return WorkerSetup()
 
 
 def probe_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -66,13 +72,20 @@ class RayRunner:
     Args:
         address: A running cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None starts a local one.
         num_cpus: CPUs of a local cluster (ignored with ``address``).
+        setup: What the tasks need (environment, modules to import), given how many share the cores.
 
     Raises:
         DependencyMissing: Ray is not installed.
         RunnerUnavailable: The cluster cannot be reached or started.
     """
 
-    def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        setup: Callable[[int], WorkerSetup] = _no_setup,
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -90,11 +103,12 @@ class RayRunner:
             elif num_cpus:
                 kwargs["num_cpus"] = num_cpus
             self._init(kwargs)
-        # Tasks already fill the cores: llvmpipe draws on each task's own thread (see runner.worker_env).
-        self.env = {"LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "0")}
         cpus = int(ray.cluster_resources().get("CPU", 1))
+        # One task per CPU: the tasks always share the cores, as several workers do.
+        worker_setup = setup(max(2, cpus))
+        self.env = worker_setup.env
         warm = ray.remote(num_cpus=1)(warm_up)
-        self.warming = [warm.remote() for _ in range(max(1, cpus))]
+        self.warming = [warm.remote(worker_setup.imports) for _ in range(max(1, cpus))]
 
     def _init(self, kwargs: dict[str, Any]) -> None:
         where = f"the Ray cluster at {kwargs['address']}" if "address" in kwargs else "a local Ray cluster"

@@ -9,9 +9,9 @@ from typing import Any
 from simgen.engine.files import (
     DATASET_FILE,
     MANIFEST_FILE,
+    dataset_modality,
     dataset_path,
     dataset_record_problems,
-    encode_frame,
     manifest_entries,
     read_dataset_record,
 )
@@ -65,6 +65,9 @@ def dataset_spec(root: Path) -> tuple[dict[str, Any], LoadedSpec]:
     """
     meta = read_dataset_record(root)
     where = root / DATASET_FILE
+    modality = dataset_modality(meta)[0]
+    if modality != "images":
+        raise SimgenError(f"{where}: a dataset of {modality}, not images; replay regenerates frames only")
     problems = dataset_record_problems(meta, where)
     if problems:
         raise SimgenError(problems[0])
@@ -91,6 +94,7 @@ def replay_frame(root: str | Path, frame: int, *, renderer: str | None = None) -
             (the message names the file and what is wrong).
     """
     from simgen.backends import make_backend
+    from simgen.engine.images import encode_frame
     from simgen.engine.scene_state import apply_sensor
 
     root = Path(root)

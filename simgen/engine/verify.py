@@ -10,14 +10,15 @@ from simgen.engine.files import (
     DATASET_FILE,
     FRAME_DIRS,
     MANIFEST_FILE,
+    dataset_modality,
     dataset_path,
     dataset_record_problems,
     manifest_entries,
     read_dataset_record,
     recorded_files,
-    sha256_file,
 )
 from simgen.errors import SimgenError
+from simgen.io import sha256_file
 
 
 @dataclass
@@ -74,14 +75,15 @@ def verify_dataset(root: str | Path) -> VerifyReport:
     for rel, digest in checksums.items():
         _check(root, rel, digest, report, f"{DATASET_FILE} checksums")
         listed.add(rel)
-    frames = _check_manifest(root, report, listed)
-    n_frames = meta.get("n_frames") if meta else None
+    modality, key = dataset_modality(meta or {})
+    frames = _check_manifest(root, report, listed, key)
+    n_frames = meta.get(f"n_{key}s") if meta else None
     if isinstance(n_frames, int) and not isinstance(n_frames, bool) and frames is not None:
         lost = [i for i in range(n_frames) if i not in frames]
         if lost:
             shown = ", ".join(map(str, lost[:5])) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
-            report.invalid.append(f"{root / MANIFEST_FILE}: no line for frame {shown} of {n_frames}")
-    for folder in FRAME_DIRS.values():
+            report.invalid.append(f"{root / MANIFEST_FILE}: no line for {key} {shown} of {n_frames}")
+    for folder in _record_folders(meta, modality):
         for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
             rel = path.relative_to(root).as_posix()
             if rel not in listed:
@@ -89,21 +91,30 @@ def verify_dataset(root: str | Path) -> VerifyReport:
     return report
 
 
-def _check_manifest(root: Path, report: VerifyReport, listed: set[str]) -> set[int] | None:
-    """Check every file the manifest lists; return the frames it has lines for (None without a manifest)."""
+def _record_folders(meta: dict[str, Any] | None, modality: str) -> list[str]:
+    """Folders whose every file some manifest line must list: the frame folders, or the record folders listed."""
+    if modality == "images":
+        return list(FRAME_DIRS.values())
+    files = meta.get("files") if meta else None
+    values = files.values() if isinstance(files, dict) else ()
+    return [v.rstrip("/") for v in values if isinstance(v, str) and v.endswith("/")]
+
+
+def _check_manifest(root: Path, report: VerifyReport, listed: set[str], key: str) -> set[int] | None:
+    """Check every file the manifest lists; return the records it has lines for (None without a manifest)."""
     manifest = root / MANIFEST_FILE
     if not manifest.is_file():
         if MANIFEST_FILE not in report.missing:
             report.missing.append(MANIFEST_FILE)
         return None
     frames: set[int] = set()
-    for _, entry in manifest_entries(manifest):
+    for _, entry in manifest_entries(manifest, key):
         if isinstance(entry, SimgenError):
             report.invalid.append(str(entry))
             continue
-        frames.add(entry["frame"])
+        frames.add(entry[key])
         for f in recorded_files(entry):
-            _check(root, f["path"], f["sha256"], report, f"{MANIFEST_FILE} frame {entry['frame']}")
+            _check(root, f["path"], f["sha256"], report, f"{MANIFEST_FILE} {key} {entry[key]}")
             listed.add(f["path"])
     return frames
 

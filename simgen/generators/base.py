@@ -32,7 +32,7 @@ import numpy as np
 
 from simgen import __version__
 from simgen.errors import OutputExistsError, SimgenError
-from simgen.writers.atomic import atomic_write_bytes
+from simgen.io import atomic_write_bytes
 
 __all__ = [
     "MODEL_FORMAT",

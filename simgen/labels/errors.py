@@ -1,9 +1,7 @@
-"""The error label functions raise (a :class:`~simgen.errors.SimgenError`; candidate to move into ``simgen.errors``)."""
+"""The error label functions raise: defined in :mod:`simgen.errors`, re-exported here."""
 
 from __future__ import annotations
 
-from simgen.errors import SimgenError
+from simgen.errors import LabelError
 
-
-class LabelError(SimgenError, ValueError):
-    """Frame data handed to a label function is malformed: wrong shape or dtype, a missing pose, a bad argument."""
+__all__ = ["LabelError"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simgen.errors import ModelError
 from simgen.frame import MODEL_PART_KINDS, ModelPart
-from simgen.labels.errors import LabelError
 from simgen.labels.poses import quaternion_xyzw_to_rotation
 
 #: Segments around z of tessellated spheres, cylinders and capsules (and half as many rings per sphere).
@@ -30,10 +30,6 @@ SEGMENTS = 48
 _DIAMETER_PAIRS = 1 << 21
 
 Mesh = tuple[np.ndarray, np.ndarray]
-
-
-class ModelError(LabelError):
-    """An object's 3D model cannot be built (an unreadable mesh file, an unknown part kind ...)."""
 
 
 def read_mesh(path: str | Path) -> Mesh:

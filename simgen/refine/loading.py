@@ -12,7 +12,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +80,9 @@ def import_refine_extra() -> tuple[Any, Any]:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape refined images."""
-    out: dict[str, str | None] = {}
-    for name in REFINE_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    from simgen.engine.run import package_versions as versions
+
+    return versions(REFINE_PACKAGES)
 
 
 def hub_offline() -> bool:

@@ -30,13 +30,12 @@ import cv2
 import numpy as np
 
 import simgen
-from simgen.engine.files import write_file
 from simgen.errors import OutputExistsError, SimgenError
+from simgen.io import atomic_open, atomic_write_bytes, encode_png, write_file
 from simgen.refine.base import Refiner
 from simgen.refine.check import CheckConfig, check_frame, edge_structure
 from simgen.refine.controls import control_images
 from simgen.refine.settings import RefineSettings, RefineSettingsError, frame_seed, render_prompt
-from simgen.writers.atomic import atomic_open, atomic_write_bytes, encode_png
 
 __all__ = ["REFINED_COCO", "REFINED_DIR", "RefineResult", "build_refiner", "refine_dataset"]
 
@@ -116,8 +115,7 @@ def _read_json(path: Path) -> Any:
 
 def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> str:
     data = (json.dumps(obj, indent=indent) + "\n").encode()
-    atomic_write_bytes(path, data)
-    return _sha256(data)
+    return atomic_write_bytes(path, data)
 
 
 def _rewrite_manifest(path: Path, records: dict[int, dict[str, Any]]) -> str:
@@ -181,10 +179,6 @@ def _masks(image: dict[str, Any], anns: list[dict[str, Any]], instances: np.ndar
         if out[-1].shape != (h, w):
             raise SimgenError(f"annotation {a.get('id')}: mask shape {out[-1].shape} != image {h}x{w}")
     return out
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[list[Any]]:

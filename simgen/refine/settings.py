@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from simgen.errors import SimgenError, did_you_mean
+from simgen.errors import ModelNotFound, RefineSettingsError, did_you_mean
 from simgen.refine.controls import parse_control
 from simgen.sampling import rng_for
 
@@ -45,14 +45,6 @@ PROMPT_FIELDS = ("categories", "category_list", "n_objects", "frame", "scene")
 PIPELINES = ("auto", "flux", "sd")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-class RefineSettingsError(SimgenError, ValueError):
-    """A refinement setting is invalid; the message names the option, what was expected and what was received."""
-
-
-class ModelNotFound(SimgenError, FileNotFoundError):
-    """A model or ControlNet is neither a local folder nor available from the hub (or the local cache, offline)."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from simgen.errors import SimgenError, SpecError
+from simgen.errors import RequireUnmet, SpecError
 from simgen.frame import ObjectAnnotation
 from simgen.sampling import rng_for
 from simgen.scenarios.models import COMPARISONS, Constraint, Require, Select
@@ -44,34 +44,6 @@ from simgen.writers.coco import FLOAT_DECIMALS, rounded
 
 #: Luma weights (ITU-R BT.601) of R, G and B.
 LUMA = (0.299, 0.587, 0.114)
-
-
-class RequireUnmet(SimgenError, RuntimeError):
-    """A frame met its constraints in none of its attempts: the run stops instead of emitting it.
-
-    Attributes:
-        frame_index: The frame.
-        attempts: Attempts made.
-        unmet: ``(constraint name, attempts it failed, closest value seen, what it needs)`` per failing one.
-    """
-
-    def __init__(self, frame_index: int, attempts: int, unmet: list[tuple[str, int, Any, str]]) -> None:
-        self.frame_index, self.attempts, self.unmet = frame_index, attempts, unmet
-        parts = [
-            f"'{name}' failed {failed} of {attempts} attempts, closest value {_fmt(value)} (needs {needs})"
-            for name, failed, value, needs in unmet
-        ]
-        super().__init__(
-            f"frame {frame_index}: no attempt met the scenario's constraints in max_attempts={attempts}: "
-            + "; ".join(parts)
-            + ". Loosen the constraint, or change the spec so it can hold"
-        )
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "none (nothing selected)"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 # --- labels -------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,10 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simgen.engine.files import write_file
 from simgen.frame import FrameBuffers, ModelPart, ObjectInfo
+from simgen.io import encode_png, sha256_file, write_file
 from simgen.labels import annotate, depth_to_png_mm
-from simgen.writers.atomic import encode_png
 from simgen.writers.base import DatasetWriter, FrameContext, FrameOutput
 
 #: Folder of each kind of frame file the engine writes before the writers run.
@@ -251,10 +249,6 @@ def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows[:, :3], rows[:, 3:], faces[:, 1:]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (hidden ones too), relative POSIX path -> bytes."""
     out: dict[str, bytes] = {}
@@ -275,7 +269,7 @@ def _check_files(root: Path, files: Any, who: str) -> dict[str, str]:
         path = root / rel
         if not path.is_file():
             raise WriterCheckError(f"{who}: lists '{rel}', which is not a file on disk")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise WriterCheckError(f"{who}: the sha256 given for '{rel}' does not match the file on disk")
     return dict(files)
 

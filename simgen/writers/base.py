@@ -1,13 +1,18 @@
-"""The contract of a dataset format writer (YOLO, BOP, ...), called per frame in the shards and once at the end.
+"""The contract of a dataset format writer (COCO, YOLO, BOP, ...), called per record in the shards and once at the end.
 
-COCO is assembled by :func:`simgen.writers.coco.write_coco`; every other format plugs in here. A writer
-is a pure function of the frame data: it never asks a simulator.
+Every format plugs in here, COCO included, and resolves by name through :mod:`simgen.writers.registry` from
+the spec's ``outputs``. A writer is a pure function of the record data: it never asks a simulator.
 
-Per frame, inside a shard worker, :meth:`DatasetWriter.write_frame` writes the frame's own files (label
-text files, masks) and returns their checksums plus one JSON record. The engine appends the record to
-the shard's ``<name>.jsonl`` fragment (fsynced) and lists the files in the manifest, so
-``simgen verify`` checks them. At the end, :meth:`DatasetWriter.finalize` streams every record in frame
-order and writes the dataset-level files (``data.yaml``, ``scene_gt.json``, ...).
+Per record (a frame, for images), inside a shard worker, :meth:`DatasetWriter.write_frame` writes the
+record's own files (label text files, masks) and returns their checksums plus one JSON record. The engine
+appends the record to the shard's ``<name>.jsonl`` fragment (fsynced) and lists the files in the manifest,
+so ``simgen verify`` checks them. At the end, :meth:`DatasetWriter.finalize` streams every record in record
+order and writes the dataset-level files (``annotations.coco.json``, ``data.yaml``, ``scene_gt.json``, ...).
+A writer may expose ``stats``, a dict of counts, after ``finalize``: the engine records it in
+``dataset.json`` under ``counts``.
+
+What ``write_frame`` gets is the modality's record context: a :class:`FrameContext` for images; the rows
+of a block for tables.
 """
 
 from __future__ import annotations

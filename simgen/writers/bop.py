@@ -78,22 +78,19 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import secrets
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from simgen.engine.files import write_file
-from simgen.errors import SimgenError
+from simgen import io
+from simgen.errors import BopWriteError
 from simgen.frame import ModelPart, ObjectInfo
+from simgen.io import atomic_write_bytes, encode_png, sha256_file, write_file
 from simgen.labels.depth import depth_to_png_mm
 from simgen.labels.models import ModelError, model_info, model_mesh, vertex_normals
 from simgen.labels.poses import invert_rigid
-from simgen.writers.atomic import atomic_write_bytes, encode_png, sha256_file
 from simgen.writers.base import FrameContext, FrameOutput
 from simgen.writers.coco import rounded
 
@@ -112,10 +109,6 @@ CHUNK_FILES = ("scene_camera", "scene_gt", "scene_gt_info")
 #: Largest chunk size whose image ids still fit the format's 6 digits.
 MAX_CHUNK_SIZE = 1_000_000
 _EMPTY_BOX = [-1, -1, -1, -1]
-
-
-class BopWriteError(SimgenError, ValueError):
-    """A frame or a record cannot be written as BOP (missing masks or files, records out of order ...)."""
 
 
 def _r(x: float) -> float:
@@ -160,17 +153,7 @@ def link_or_copy(src: Path, dest: Path) -> None:
     """
     if not src.is_file():
         raise BopWriteError(f"{src}: no such file to link into the BOP tree")
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or one without hard links
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        # rename() of two links to the same file does nothing and leaves the source name behind.
-        if os.path.lexists(tmp):
-            tmp.unlink()
+    io.link_or_copy(src, dest)
 
 
 def part_record(part: ModelPart) -> dict[str, Any]:
@@ -565,5 +548,4 @@ class _Camera:
 
 
 def _write(path: Path, data: bytes) -> str:
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return atomic_write_bytes(path, data)

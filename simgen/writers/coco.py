@@ -1,10 +1,13 @@
-"""COCO instance annotations, written in shards and merged by streaming.
+"""COCO instance annotations: a dataset writer like the others, whose records are merged by streaming.
 
-Each shard appends one JSON line per finished frame to a fragment (:func:`frame_record` builds the
-line). :func:`write_coco` merges the fragments, in frame order, into one ``annotations.coco.json``
-without holding the frames in memory: it indexes the fragments (frame index and byte offset of each
-line), then writes the header, streams the images, and streams the annotations, numbering them
-1, 2, ... in frame order. The output is byte-identical however the frames were split into fragments.
+:func:`frame_record` builds a frame's COCO record (the image and its annotations); the image modality makes it
+for every frame, since other formats (YOLO) read it too. :class:`CocoWriter` is the ``coco`` writer of
+``outputs:``: per frame it returns that record, which the engine appends to the shard's ``coco.jsonl``
+fragment; at the end :func:`write_coco_records` streams the records, in frame order, into one
+``annotations.coco.json`` without holding the frames in memory: the images go to the file as they come, the
+annotations (numbered 1, 2, ... in frame order) to an anonymous spool file that is appended after them.
+:func:`write_coco` does the same from fragment files of bare records in any order (it indexes their lines by
+frame first). The output is byte-identical however the frames were split into fragments.
 
 Layout of the merged file (one image or annotation per line)::
 
@@ -32,26 +35,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from simgen.errors import SimgenError, did_you_mean
+from simgen.errors import CocoWriteError, did_you_mean
 from simgen.frame import ObjectAnnotation
-from simgen.writers.atomic import atomic_open
+from simgen.io import atomic_open, sha256_file
+from simgen.writers.base import FrameContext, FrameOutput
 
+__all__ = ["COCO_FILE", "CocoWriteError", "CocoWriter", "frame_record", "write_coco", "write_coco_records"]
+
+#: The merged COCO file, at the dataset's root.
+COCO_FILE = "annotations.coco.json"
 #: Decimals every float is rounded to, so that output bytes do not hinge on the last ulp.
 FLOAT_DECIMALS = 6
 
 #: Open fragment files kept at once while merging.
 _MAX_OPEN = 32
-
-
-class CocoWriteError(SimgenError, ValueError):
-    """A frame record or a fragment cannot be written as COCO (unknown category, torn line, duplicate frame ...)."""
 
 
 def rounded(x: float, error: type[Exception] = CocoWriteError) -> float:
@@ -253,12 +259,9 @@ def write_coco(
     categories: Sequence[Mapping[str, Any]],
     info: Mapping[str, Any],
 ) -> dict[str, int]:
-    """Merge COCO fragments into one COCO file, streaming, atomically and byte-deterministically.
+    """Merge fragments of :func:`frame_record` lines, in any order, into one COCO file (see :func:`write_coco_records`).
 
-    Frames are written in ``frame_index`` order whatever their order within or across fragments;
-    annotation ids run 1, 2, ... in that order. Memory holds only a (frame, offset) index, about 24
-    bytes a frame. The file appears under ``out_path`` only once complete (temporary name, fsync,
-    rename).
+    Memory holds only a (frame, offset) index, about 24 bytes a frame.
 
     Args:
         out_path: The COCO file to write.
@@ -267,47 +270,154 @@ def write_coco(
         info: The COCO ``info`` object.
 
     Returns:
-        Counts: ``images``, ``annotations``, ``categories``, ``images_without_annotations`` and
-        ``flagged_annotations`` (annotations with non-empty ``flags``).
+        Counts, as :func:`write_coco_records` returns them.
 
     Raises:
         CocoWriteError: A torn or malformed line, a frame present twice, an annotation whose image
             or category is unknown.
     """
-    out = Path(out_path)
     index = _FragmentIndex([Path(p) for p in fragment_paths])
+    return write_coco_records(out_path, index.records(), categories, info)
+
+
+def write_coco_records(
+    out_path: str | os.PathLike[str],
+    records: Iterable[Mapping[str, Any]],
+    categories: Sequence[Mapping[str, Any]],
+    info: Mapping[str, Any],
+) -> dict[str, int]:
+    """Write :func:`frame_record` records, streamed once in frame order, as one COCO file, atomically.
+
+    Images are written as they come; annotations, numbered 1, 2, ... in frame order, go to an anonymous
+    spool file that is appended after the images (nothing is left behind, whatever happens). The file
+    appears under ``out_path`` only once complete (temporary name, fsync, rename), byte-deterministically.
+
+    Args:
+        out_path: The COCO file to write.
+        records: ``{"image": {...}, "annotations": [...]}`` records in increasing ``frame_index`` order.
+        categories: COCO categories, ``[{"id": 1, "name": ..., "supercategory": ...}, ...]``.
+        info: The COCO ``info`` object.
+
+    Returns:
+        Counts: ``images``, ``annotations``, ``categories``, ``images_without_annotations`` and
+        ``flagged_annotations`` (annotations with non-empty ``flags``).
+
+    Raises:
+        CocoWriteError: A malformed record, a frame present twice or out of order, an annotation whose image
+            or category is unknown.
+    """
+    out = Path(out_path)
     category_ids = {int(c["id"]) for c in categories}
     if len(category_ids) != len(categories):
         raise CocoWriteError(f"categories: ids must be unique, got {[c['id'] for c in categories]}")
     stats = {"images": 0, "annotations": 0, "categories": len(categories), "images_without_annotations": 0}
     stats["flagged_annotations"] = 0
-    with atomic_open(out, "w") as fh:
+    previous = -1
+    with atomic_open(out, "w") as fh, tempfile.TemporaryFile("w+", encoding="utf-8", dir=out.parent) as spool:
         fh.write(f'{{"info":{_dumps(dict(info))},"licenses":[],"categories":{_dumps([dict(c) for c in categories])}')
         fh.write(',"images":[')
-        for rec in index.records():
-            image = rec["image"]
-            if image["id"] != image["frame_index"] + 1:
-                raise CocoWriteError(f"frame {image['frame_index']}: image id {image['id']} is not frame_index + 1")
+        for rec in records:
+            image = _checked_record(rec)
+            frame = image["frame_index"]
+            if frame <= previous:
+                raise CocoWriteError(f"frame {frame} appears twice or out of frame order (after frame {previous})")
+            previous = frame
+            if image["id"] != frame + 1:
+                raise CocoWriteError(f"frame {frame}: image id {image['id']} is not frame_index + 1")
             fh.write(("\n" if stats["images"] == 0 else ",\n") + _dumps(image))
             stats["images"] += 1
             stats["images_without_annotations"] += not rec["annotations"]
-        fh.write("\n" if stats["images"] else "")
-        fh.write('],"annotations":[')
-        for rec in index.records():
-            image_id = rec["image"]["id"]
             for ann in rec["annotations"]:
-                if ann.get("image_id") != image_id:
-                    raise CocoWriteError(
-                        f"frame {rec['image']['frame_index']}: annotation image_id {ann.get('image_id')} != {image_id}"
-                    )
-                if ann.get("category_id") not in category_ids:
-                    raise CocoWriteError(
-                        f"frame {rec['image']['frame_index']}: annotation '{ann.get('uid')}' has category_id "
-                        f"{ann.get('category_id')}, not one of {sorted(category_ids)}"
-                    )
+                _check_annotation(ann, image, category_ids)
                 stats["annotations"] += 1
                 stats["flagged_annotations"] += bool(ann.get("flags"))
-                fh.write(("\n" if stats["annotations"] == 1 else ",\n") + _dumps({"id": stats["annotations"], **ann}))
+                spool.write(
+                    ("\n" if stats["annotations"] == 1 else ",\n") + _dumps({"id": stats["annotations"], **ann})
+                )
+        fh.write("\n" if stats["images"] else "")
+        fh.write('],"annotations":[')
+        spool.seek(0)
+        shutil.copyfileobj(spool, fh)
         fh.write("\n" if stats["annotations"] else "")
         fh.write("]}\n")
     return stats
+
+
+def _checked_record(rec: Any) -> dict[str, Any]:
+    """The image of a record shaped as :func:`frame_record` makes it."""
+    if not (
+        isinstance(rec, Mapping) and isinstance(rec.get("image"), dict) and isinstance(rec.get("annotations"), list)
+    ):
+        raise CocoWriteError("expected {'image': {...}, 'annotations': [...]} as frame_record writes")
+    image = rec["image"]
+    frame = image.get("frame_index")
+    if not isinstance(frame, int) or isinstance(frame, bool) or "id" not in image:
+        raise CocoWriteError("the image has no integer 'frame_index' or no 'id'")
+    return image
+
+
+def _check_annotation(ann: Any, image: Mapping[str, Any], category_ids: set[int]) -> None:
+    if not isinstance(ann, Mapping) or ann.get("image_id") != image["id"]:
+        got = ann.get("image_id") if isinstance(ann, Mapping) else ann
+        raise CocoWriteError(f"frame {image['frame_index']}: annotation image_id {got} != {image['id']}")
+    if ann.get("category_id") not in category_ids:
+        raise CocoWriteError(
+            f"frame {image['frame_index']}: annotation '{ann.get('uid')}' has category_id "
+            f"{ann.get('category_id')}, not one of {sorted(category_ids)}"
+        )
+
+
+def coco_info(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """The COCO ``info`` object of a dataset record: what it shows, simgen's version, the spec hash and seed."""
+    import simgen
+
+    name = dataset.get("spec_name")
+    return {
+        "description": f"simgen dataset of scene '{name}'" if name else "simgen dataset",
+        "version": dataset.get("simgen_version", simgen.__version__),
+        "spec_sha256": dataset.get("spec_sha256"),
+        "seed": dataset.get("seed"),
+    }
+
+
+class CocoWriter:
+    """COCO instance annotations, ``annotations.coco.json`` (``outputs.coco``; on by default).
+
+    Attributes:
+        stats: After :meth:`finalize`, the counts the run records in ``dataset.json`` (``images``,
+            ``annotations``, ...); None before.
+    """
+
+    name: ClassVar[str] = "coco"
+
+    def __init__(self) -> None:
+        self.stats: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return "CocoWriter()"
+
+    def write_frame(self, root: Path, ctx: FrameContext) -> FrameOutput:
+        """No file per frame: the frame's COCO record (``ctx.coco``) is its fragment record."""
+        return FrameOutput(files={}, record=ctx.coco)
+
+    def finalize(self, root: Path, records: Iterable[dict[str, Any]], dataset: dict[str, Any]) -> dict[str, str]:
+        """Write ``annotations.coco.json`` from every frame's record, streamed once in frame order.
+
+        Args:
+            root: The dataset folder.
+            records: The frames' COCO records, in frame order.
+            dataset: The dataset record: its ``categories`` (``[{"id", "name", "supercategory"}, ...]``) and the
+                ``info`` fields (``spec_name``, ``simgen_version``, ``spec_sha256``, ``seed``).
+
+        Returns:
+            ``{"annotations.coco.json": sha256}``.
+
+        Raises:
+            CocoWriteError: No categories, or a malformed record (see :func:`write_coco_records`).
+        """
+        categories = dataset.get("categories")
+        if not isinstance(categories, list):
+            raise CocoWriteError(f"dataset['categories']: expected the category list, got {categories!r:.80}")
+        path = Path(root) / COCO_FILE
+        self.stats = write_coco_records(path, records, categories, coco_info(dataset))
+        return {COCO_FILE: sha256_file(path)}

@@ -1,28 +1,33 @@
-"""Dataset writers by name: the spec's ``outputs`` keys mapped to lazily imported classes.
+"""Dataset writers by name, through the shared :class:`~simgen.registry.Registry` and ``simgen.writers`` entry points.
 
-The names are the spec's ``outputs`` keys (``yolo``, ``bop``), not versioned registry names: a
-writer's output format is fixed by the format itself. A ``"pkg.module:Class"`` string works too, for
-writers that live outside simgen.
+A writer's name is its key in the spec's ``outputs`` (``coco``, ``yolo``, ``bop``): a format is fixed by the
+format itself, so the names carry no version. :func:`writers_for` picks the writers a spec asks for from its
+``outputs``, generically: every ``outputs`` key that names a registered writer and is true turns that writer
+on, and the keys ``<name>_<option>`` are its options (``yolo_segments: true`` is YoloWriter's
+``segments=True``). A third-party writer registers under the entry-point group ``simgen.writers``
+(``parquet = "pkg.module:ParquetWriter"``); a ``"pkg.module:Class"`` string works too.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
-from simgen.errors import RegistryError, SimgenError, did_you_mean
-from simgen.registry import import_string
+from simgen.errors import RegistryError, WriterOptionError, did_you_mean
+from simgen.registry import Registry
 from simgen.writers.base import DatasetWriter
 
-#: Writer name -> ``"module:Class"``.
-WRITERS: dict[str, str] = {
+__all__ = ["WRITERS", "WriterOptionError", "make_writer", "writer_class", "writers_for"]
+
+#: Writer name (an ``outputs`` key) -> ``"module:Class"``, resolved lazily.
+WRITERS: Registry[DatasetWriter] = Registry("writer", group="simgen.writers", versioned=False)
+for _name, _target in {
+    "coco": "simgen.writers.coco:CocoWriter",
     "yolo": "simgen.writers.yolo:YoloWriter",
     "bop": "simgen.writers.bop:BopWriter",
-}
-
-
-class WriterOptionError(SimgenError, TypeError):
-    """A writer was given an option it does not take."""
+}.items():
+    WRITERS.register(_name, _target)
 
 
 def writer_class(name: str) -> type[Any]:
@@ -31,20 +36,14 @@ def writer_class(name: str) -> type[Any]:
     Raises:
         RegistryError: An unknown name, with a "did you mean".
     """
-    target = WRITERS.get(name)
-    if target is None:
-        if ":" not in name:
-            hint = did_you_mean(name, WRITERS)
-            raise RegistryError(f"unknown writer '{name}'{hint}; known writers: {sorted(WRITERS)}")
-        target = name
-    return import_string(target)
+    return WRITERS.get(name)
 
 
 def make_writer(name: str, **options: Any) -> DatasetWriter:
     """Build the writer registered under ``name`` with its options.
 
     Args:
-        name: ``"yolo"``, ``"bop"`` or ``"pkg.module:Class"``.
+        name: ``"coco"``, ``"yolo"``, ``"bop"``, an entry point's name or ``"pkg.module:Class"``.
         **options: The writer's keyword arguments (``segments`` for YOLO, ``chunk_size`` for BOP).
 
     Returns:
@@ -67,3 +66,24 @@ def make_writer(name: str, **options: Any) -> DatasetWriter:
     if not isinstance(writer, DatasetWriter):
         raise RegistryError(f"'{name}' built {type(writer).__name__}, which is not a DatasetWriter")
     return writer
+
+
+def writers_for(outputs: Mapping[str, Any] | Any) -> list[DatasetWriter]:
+    """The writers an ``outputs`` section turns on, in the section's order, each with its options.
+
+    Args:
+        outputs: The spec's ``outputs`` (a pydantic model or a mapping): ``{"coco": true, "yolo": true,
+            "yolo_segments": false, "rgb": true, ...}``. Keys that name no writer (``rgb``) are the engine's.
+
+    Returns:
+        One writer per true key that names a registered writer; ``<name>_<option>`` keys are its options.
+    """
+    items = dict(outputs.model_dump() if hasattr(outputs, "model_dump") else outputs)
+    chosen: list[DatasetWriter] = []
+    for name, on in items.items():
+        if on is not True or name not in WRITERS:
+            continue
+        prefix = f"{name}_"
+        options = {k[len(prefix) :]: v for k, v in items.items() if k.startswith(prefix)}
+        chosen.append(make_writer(name, **options))
+    return chosen

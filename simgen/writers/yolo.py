@@ -30,27 +30,21 @@ far. The bridge adds no area, and holes are filled (external outlines only).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import numpy as np
 
-from simgen.engine.files import write_file
-from simgen.errors import SimgenError
+from simgen.errors import YoloWriteError
+from simgen.io import atomic_write_bytes, write_file
 from simgen.labels.masks import rle_decode
-from simgen.writers.atomic import atomic_write_bytes
 from simgen.writers.base import FrameContext, FrameOutput
 
 #: The file Ultralytics reads the class names and image folders from.
 DATA_YAML = "data.yaml"
 LABELS_DIR = "labels"
 IMAGES_DIR = "images"
-
-
-class YoloWriteError(SimgenError, ValueError):
-    """A frame or a dataset record cannot be written as YOLO labels."""
 
 
 class YoloWriter:
@@ -165,8 +159,7 @@ class YoloWriter:
             "names": dict(enumerate(names)),
         }
         data = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False).encode("utf-8")
-        atomic_write_bytes(Path(root) / DATA_YAML, data)
-        return {DATA_YAML: hashlib.sha256(data).hexdigest()}
+        return {DATA_YAML: atomic_write_bytes(Path(root) / DATA_YAML, data)}
 
 
 def category_names(categories: Sequence[Mapping[str, Any] | str] | None) -> list[str]:

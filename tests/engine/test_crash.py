@@ -1,7 +1,7 @@
 """Workers that die: a native crash in PyBullet is fixed at its cause, and any worker killed by a signal is
 retried once in a fresh worker, then reported as one line that ``--resume`` finishes.
 
-Workers are made to die with the test-only ``SIMGEN_TEST_CRASH`` hook (see simgen.engine.runner), read once
+Workers are made to die with the test-only ``SIMGEN_TEST_CRASH`` hook (see simgen.engine.worker), read once
 when a pool worker starts: a worker kills itself with the given signal as it starts the given scene.
 """
 
@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from simgen.engine import generate
-from simgen.engine.runner import TEST_CRASH_ENV
 from simgen.engine.verify import verify_dataset
+from simgen.engine.worker import TEST_CRASH_ENV
 from simgen.errors import OutputWriteError
 from simgen.spec import load_spec, read_spec_file
 

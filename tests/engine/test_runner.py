@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from simgen.engine import generate, generation, runner
-from simgen.engine.generation import SHARDS_PER_WORKER, _shard_frames
+from simgen.backends.pybullet_backend import PyBulletBackend
+from simgen.engine import generate, runner
+from simgen.engine import run as run_module
+from simgen.engine.failures import signal_name
 from simgen.engine.plan import Plan
+from simgen.engine.run import SHARDS_PER_WORKER, RunConfig, shard_size
 from simgen.errors import Interrupted, OutputExistsError, SimgenError
 from simgen.spec import load_spec, read_spec_file
 
@@ -42,9 +45,9 @@ def test_sigterm_raises_interrupted_while_a_runner_lives() -> None:
 
 
 def test_signal_names() -> None:
-    assert runner.signal_name(-signal.SIGSEGV) == "SIGSEGV"
-    assert runner.signal_name(-signal.SIGKILL) == "SIGKILL"
-    assert runner.signal_name(3) == "exit code 3"
+    assert signal_name(-signal.SIGSEGV) == "SIGSEGV"
+    assert signal_name(-signal.SIGKILL) == "SIGKILL"
+    assert signal_name(3) == "exit code 3"
 
 
 def test_pool_workers_start_before_the_first_job() -> None:
@@ -61,10 +64,24 @@ def test_pool_workers_start_before_the_first_job() -> None:
 
 def test_worker_env_gives_llvmpipe_one_thread_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LP_NUM_THREADS", raising=False)
-    assert runner.worker_env(1) == {}
-    assert runner.worker_env(2) == {"LP_NUM_THREADS": "0"}
-    monkeypatch.setenv("LP_NUM_THREADS", "3")  # the user's own setting wins
-    assert runner.worker_env(2) == {}
+    assert PyBulletBackend.worker_env(1) == {}
+    assert PyBulletBackend.worker_env(2) == {"LP_NUM_THREADS": "0"}
+    monkeypatch.setenv("LP_NUM_THREADS", "3")  # the user's own setting wins, and reaches Ray's tasks too
+    assert PyBulletBackend.worker_env(2) == {"LP_NUM_THREADS": "3"}
+
+
+def test_pool_workers_get_the_backends_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simgen.engine.images import ImageModality
+
+    monkeypatch.delenv("LP_NUM_THREADS", raising=False)
+    spec = load_spec(read_spec_file(DEFAULT), base_dir=DEFAULT.parent)
+    pool = runner.start_runner("local", 2, n_jobs=8, setup=ImageModality(spec).worker_setup)
+    try:
+        assert isinstance(pool, runner.PoolRunner)
+        assert pool.env == {"LP_NUM_THREADS": "0"}
+        assert "simgen.backends.pybullet_backend" in pool.setup.imports
+    finally:
+        pool.close()
 
 
 @pytest.mark.parametrize(
@@ -74,7 +91,7 @@ def test_worker_env_gives_llvmpipe_one_thread_per_worker(monkeypatch: pytest.Mon
 def test_default_shard_size_gives_every_worker_many_short_shards(
     tmp_path: Path, n_frames: int, workers: int, expected: int
 ) -> None:
-    frames = _shard_frames(tmp_path / "new", None, n_frames, workers, resume=False)
+    frames = shard_size(tmp_path / "new", RunConfig(out=tmp_path / "new", n_records=n_frames, workers=workers), "frame")
     assert frames == expected
     plan = Plan.build(n_frames, 1, shard_frames=frames)
     # With one-frame scenes the plan follows the request exactly: enough shards for a short tail.
@@ -89,7 +106,7 @@ def test_bad_output_folder_is_refused_before_any_worker_starts(tmp_path: Path, m
     def no_runner(*args: object, **kwargs: object) -> None:
         raise AssertionError("a runner was started for a folder that is refused anyway")
 
-    monkeypatch.setattr(generation, "start_runner", no_runner)
+    monkeypatch.setattr(run_module, "start_runner", no_runner)
     spec = load_spec(read_spec_file(DEFAULT), base_dir=DEFAULT.parent)
     with pytest.raises(OutputExistsError, match="--resume"):
         generate(spec, out, n_frames=4, workers=2)

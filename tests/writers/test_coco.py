@@ -13,8 +13,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from simgen.frame import FrameBuffers, ObjectInfo
+from simgen.io import append_jsonl_line, write_png
 from simgen.labels import annotate, depth_to_png_mm
-from simgen.writers.atomic import append_jsonl_line, write_png
 from simgen.writers.coco import CocoWriteError, frame_record, write_coco
 
 W, H = 64, 48
@@ -155,16 +155,27 @@ def test_cocoeval_of_ground_truth_against_itself_is_perfect(dataset: tuple[Path,
 @pytest.mark.torch
 @pytest.mark.slow  # importing torchvision alone takes seconds
 def test_torchvision_coco_detection_loads_it(dataset: tuple[Path, dict[int, dict], dict]) -> None:
-    datasets = pytest.importorskip("torchvision.datasets")
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
     root, records, _ = dataset
-    with contextlib.redirect_stdout(io.StringIO()):
-        ds = datasets.CocoDetection(root=str(root), annFile=str(root / "annotations.coco.json"))
-    assert len(ds) == N_FRAMES
-    image, target = ds[0]
-    assert image.size == (W, H)
-    assert len(target) == len(records[0]["annotations"]) > 0
-    assert {t["image_id"] for t in target} == {1}
-    _, empty = ds[EMPTY_FRAME]
+    # In a fresh process: importing torch into one that has run PyBullet's EGL plugin (Mesa's llvmpipe) crashes it.
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from torchvision.datasets import CocoDetection\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    ds = CocoDetection(root=sys.argv[1], annFile=sys.argv[1] + '/annotations.coco.json')\n"
+        "image, target = ds[0]\n"
+        f"print(json.dumps([len(ds), list(image.size), [t['image_id'] for t in target], ds[{EMPTY_FRAME}][1]]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    n, size, image_ids, empty = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert n == N_FRAMES and size == [W, H]
+    assert len(image_ids) == len(records[0]["annotations"]) > 0 and set(image_ids) == {1}
     assert empty == []
 
 
@@ -252,3 +263,48 @@ def test_no_frames_gives_a_valid_empty_dataset(tmp_path: Path) -> None:
     assert stats["images"] == stats["annotations"] == 0
     data = json.loads(out.read_text())
     assert data["images"] == [] and data["annotations"] == [] and data["categories"] == CATEGORIES_JSON
+
+
+# ----------------------------------------------------------------------------- the COCO writer
+
+
+def test_coco_writer_streams_the_same_file_as_the_fragment_merge(
+    dataset: tuple[Path, dict[int, dict], dict], tmp_path: Path
+) -> None:
+    from simgen.writers.coco import COCO_FILE, CocoWriter
+
+    root, records, stats = dataset
+    writer = CocoWriter()
+    dataset_record = {"categories": CATEGORIES_JSON, "spec_name": "unit", "simgen_version": "0", "seed": 0}
+    checksums = writer.finalize(tmp_path, (records[f] for f in range(N_FRAMES)), dataset_record)
+    assert list(checksums) == [COCO_FILE]
+    assert writer.stats == stats  # the counts dataset.json records
+    merged = json.loads((root / COCO_FILE).read_text())
+    streamed = json.loads((tmp_path / COCO_FILE).read_text())
+    assert streamed["images"] == merged["images"] and streamed["annotations"] == merged["annotations"]
+    assert streamed["info"] == {"description": "simgen dataset of scene 'unit'", "version": "0",
+                                "spec_sha256": None, "seed": 0}  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [COCO_FILE]  # the annotation spool leaves nothing
+
+
+def test_coco_writer_refuses_frames_out_of_order_or_twice(
+    dataset: tuple[Path, dict[int, dict], dict], tmp_path: Path
+) -> None:
+    from simgen.writers.coco import CocoWriter
+
+    _, records, _ = dataset
+    meta = {"categories": CATEGORIES_JSON}
+    with pytest.raises(CocoWriteError, match="appears twice or out of frame order"):
+        CocoWriter().finalize(tmp_path, [records[0], records[1], records[1]], meta)
+    with pytest.raises(CocoWriteError, match="appears twice or out of frame order"):
+        CocoWriter().finalize(tmp_path, [records[1], records[0]], meta)
+    with pytest.raises(CocoWriteError, match="category list"):
+        CocoWriter().finalize(tmp_path, [records[0]], {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_coco_writer_passes_check_writer() -> None:
+    from simgen.testing.writers import check_writer, example_contexts
+    from simgen.writers.coco import CocoWriter
+
+    check_writer(CocoWriter(), example_contexts())
