@@ -32,8 +32,10 @@ def _num(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def _cell_label(levels: Mapping[str, Any]) -> str:
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in levels.values())
+def _cell_label(levels: Mapping[str, Any], names: list[str]) -> str:
+    # In the factors' order, as the column header names them (a cell's levels may come back key-sorted).
+    values = (levels.get(name) for name in names)
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
 
 
 def _frames_per_cell_plot(cells: list[dict[str, Any]]) -> str | None:
@@ -143,12 +145,13 @@ def render_coverage_html(report: Mapping[str, Any], *, title: str = "simgen cove
         summary += (
             f"; acceptance {_num(100 * acc['acceptance_rate'])}% ({acc['frames']} frames in {acc['attempts']} attempts)"
         )
+    names = [f["name"] for f in report["factors"]]
     cell_rows = "".join(
-        f"<tr><td class=num>{c['index']}</td><td>{html.escape(_cell_label(c['levels']))}</td>"
+        f"<tr><td class=num>{c['index']}</td><td>{html.escape(_cell_label(c['levels'], names))}</td>"
         f"<td class=num>{c['frames']}</td></tr>"
         for c in cells["frames_per_cell"][:MAX_CELLS_SHOWN]
     )
-    factor_head = html.escape(", ".join(f["name"] for f in report["factors"]))
+    factor_head = html.escape(", ".join(names))
     constraint_rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td class=num>{c.get('attempts', '-')}</td>"
         f"<td class=num>{c.get('held', '-')}</td><td class=num>{_num(c.get('acceptance_rate'), 3)}</td>"
@@ -157,7 +160,7 @@ def render_coverage_html(report: Mapping[str, Any], *, title: str = "simgen cove
         for name, c in report["constraints"].items()
     )
     per_cell_rows = "".join(
-        f"<tr><td class=num>{c['index']}</td><td>{html.escape(_cell_label(c['levels']))}</td>"
+        f"<tr><td class=num>{c['index']}</td><td>{html.escape(_cell_label(c['levels'], names))}</td>"
         f"<td class=num>{c['frames']}</td><td class=num>{_num(c['objects_per_frame']['mean'])}</td>"
         f"<td class=num>{_num(c['objects_per_frame']['min'], 0)}-{_num(c['objects_per_frame']['max'], 0)}</td>"
         f"<td class=num>{c['visibility']['missing']}</td><td class=num>{_num(c['brightness']['mean'], 3)}</td></tr>"
