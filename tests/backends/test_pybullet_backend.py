@@ -7,7 +7,6 @@ The ``tiny``, ``egl`` and ``backend`` fixtures (one backend per renderer for the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -20,7 +19,7 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from simgen.backends import BACKENDS, make_backend
+from simgen.backends import make_backend
 from simgen.backends.base import Backend
 from simgen.backends.pybullet_backend import PyBulletBackend
 from simgen.backends.pybullet_camera import box_corners, matrix_quaternion, project_points
@@ -87,13 +86,6 @@ def two_link_urdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_make_backend_unknown_name_suggests_the_closest() -> None:
     with pytest.raises(RegistryError, match="did you mean 'pybullet'"):
         make_backend("pybulet")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("simgen.backends.carla") is not None, reason="the CARLA backend exists")
-def test_make_backend_carla_without_its_module_is_unavailable() -> None:
-    assert "carla" in BACKENDS
-    with pytest.raises(BackendUnavailable, match="carla"):
-        make_backend("carla")
 
 
 def test_make_backend_pybullet_follows_the_protocol() -> None:
