@@ -319,7 +319,12 @@ def list_randomizers(
         out_console.print("parameters: simgen list randomizers --verbose, or docs/randomizers.md")
 
 
-_PLUGINS = ("simgen.validators.cli", "simgen.refine.cli", "simgen.generators.tabular.cli", "simgen.scenarios.cli")
+_PLUGINS = (
+    "simgen.validators.cli",
+    "simgen.refine.cli",
+    "simgen.generators.tabular.cli",
+    "simgen.scenarios.cli",
+)
 
 
 def _register_plugins() -> None:
