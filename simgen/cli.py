@@ -324,6 +324,7 @@ _PLUGINS = (
     "simgen.refine.cli",
     "simgen.generators.tabular.cli",
     "simgen.scenarios.cli",
+    "simgen.tune.cli",
 )
 
 

@@ -90,11 +90,11 @@ def sample_grid(image_set: ImageSet, *, n: int = 9, cols: int = 3, tile_width: i
     return grid
 
 
-def _png_b64(rgb: np.ndarray) -> str:
+def png_b64(rgb: np.ndarray) -> str:
     return base64.b64encode(encode_png(rgb)).decode("ascii")
 
 
-def _figure(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -102,7 +102,7 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _fig_b64(fig: Any) -> str:
+def fig_b64(fig: Any) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -111,7 +111,7 @@ def _fig_b64(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(b64: str, alt: str, width: str | None = None) -> str:
+def img_tag(b64: str, alt: str, width: str | None = None) -> str:
     style = f' style="width:{width}"' if width else ""
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"{style}>'
 
@@ -120,7 +120,7 @@ def _class_counts_plot(counts: dict[str, dict[str, int]]) -> str | None:
     classes = sorted(set(counts.get("synthetic", {})) | set(counts.get("real", {})))
     if not classes:
         return None
-    fig = _figure(max(5.0, 0.5 * len(classes) + 2), 3.2)
+    fig = figure(max(5.0, 0.5 * len(classes) + 2), 3.2)
     ax = fig.add_subplot()
     x = np.arange(len(classes))
     syn = [counts.get("synthetic", {}).get(c, 0) for c in classes]
@@ -130,7 +130,7 @@ def _class_counts_plot(counts: dict[str, dict[str, int]]) -> str | None:
     ax.set_xticks(x, classes, rotation=45 if len(classes) > 6 else 0, ha="right" if len(classes) > 6 else "center")
     ax.set_ylabel("objects")
     ax.legend()
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _parameter_plot(parameters: dict[str, list[float]], max_plots: int = 24) -> str | None:
@@ -139,7 +139,7 @@ def _parameter_plot(parameters: dict[str, list[float]], max_plots: int = 24) -> 
         return None
     cols = 4
     rows = -(-len(items) // cols)
-    fig = _figure(12, 2.3 * rows)
+    fig = figure(12, 2.3 * rows)
     for i, (name, values) in enumerate(items):
         ax = fig.add_subplot(rows, cols, i + 1)
         v = np.asarray(values, dtype=float)
@@ -151,14 +151,14 @@ def _parameter_plot(parameters: dict[str, list[float]], max_plots: int = 24) -> 
             ax.hist(v, bins=bins, color=SYN_COLOR)
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=7)
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _projection_plot(projection: dict[str, Any]) -> str | None:
     real, syn = np.asarray(projection.get("real", [])), np.asarray(projection.get("synthetic", []))
     if real.size == 0 and syn.size == 0:
         return None
-    fig = _figure(6, 5)
+    fig = figure(6, 5)
     ax = fig.add_subplot()
     if syn.size:
         ax.scatter(syn[:, 0], syn[:, 1], s=14, alpha=0.6, label=f"synthetic ({len(syn)})", color=SYN_COLOR)
@@ -168,7 +168,7 @@ def _projection_plot(projection: dict[str, Any]) -> str | None:
     ax.set_xlabel(f"PC1 ({100 * ratio[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * ratio[1]:.1f}% of variance)")
     ax.legend()
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _utility_plot(utility: dict[str, Any]) -> str | None:
@@ -178,7 +178,7 @@ def _utility_plot(utility: dict[str, Any]) -> str | None:
     classes = [c for c in utility["classes"] if c in utility["tstr"]["per_class"]]
     if not classes:
         return None
-    fig = _figure(max(5.0, 0.6 * len(classes) + 2), 3.2)
+    fig = figure(max(5.0, 0.6 * len(classes) + 2), 3.2)
     ax = fig.add_subplot()
     x = np.arange(len(classes))
     tstr = [utility["tstr"]["per_class"][c].get(key, 0.0) for c in classes]
@@ -189,7 +189,7 @@ def _utility_plot(utility: dict[str, Any]) -> str | None:
     ax.set_ylabel(f"{key} on real test images")
     ax.set_ylim(0, 1.05)
     ax.legend()
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _fmt(v: Any) -> str:
@@ -248,7 +248,7 @@ def _utility_section(utility: dict[str, Any]) -> str:
         "trains a worse model).</p>"
         f"<table><tr><th>overall</th><th>TSTR</th><th>TRTR</th><th>gap</th></tr>{overall_rows}</table>"
         f"<table><tr><th>class</th><th>real test n</th>{head}</tr>{''.join(body)}</table>"
-        + (_img(plot, "TSTR vs TRTR per class") if plot else "")
+        + (img_tag(plot, "TSTR vs TRTR per class") if plot else "")
         + f"<p class=muted>{html.escape(settings)}</p>"
         + (f"<ul>{notes}</ul>" if notes else "")
     )
@@ -303,7 +303,7 @@ def render_html(report: ValidationReport) -> str:
             continue
         try:
             grids.append(f"<figure><figcaption class={cls}>{side}: {html.escape(str(image_set.root))}</figcaption>"
-                         f"{_img(_png_b64(sample_grid(image_set)), f'{side} samples')}</figure>")  # fmt: skip
+                         f"{img_tag(png_b64(sample_grid(image_set)), f'{side} samples')}</figure>")  # fmt: skip
         except SimgenError as exc:
             grids.append(f"<figure><figcaption>{side}</figcaption><p class=bad>{html.escape(str(exc))}</p></figure>")
     counts = _class_counts_plot(report.class_counts)
@@ -351,11 +351,11 @@ def render_html(report: ValidationReport) -> str:
         f"<div class=side>{''.join(grids)}</div>",
         "<h2>Objects per class</h2>",
         counts_table,
-        _img(counts, "objects per class") if counts else "",
+        img_tag(counts, "objects per class") if counts else "",
         "<h2>Randomized parameters (synthetic manifest)</h2>",
-        _img(params, "parameter histograms") if params else no_manifest,
+        img_tag(params, "parameter histograms") if params else no_manifest,
         "<h2>Feature projection</h2>",
-        _img(proj, "PCA projection of both feature sets", "640px") if proj else "",
+        img_tag(proj, "PCA projection of both feature sets", "640px") if proj else "",
         "<p class=muted>PCA fitted on both feature sets together; overlapping clouds mean similar feature "
         "statistics.</p>",
         "<h2>Label validator</h2>",
@@ -372,7 +372,7 @@ def write_report(report: ValidationReport, out_dir: str | Path) -> tuple[Path, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    document = json.dumps(_finite(report.as_dict()), indent=2, allow_nan=False, default=_json_default)
+    document = json.dumps(finite(report.as_dict()), indent=2, allow_nan=False, default=json_default)
     for name, text in (("report.json", document), ("report.html", render_html(report))):
         target = out / name
         atomic_write_text(target, text)
@@ -381,18 +381,18 @@ def write_report(report: ValidationReport, out_dir: str | Path) -> tuple[Path, P
     return paths[0], paths[1]
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """``value`` with every NaN or infinity replaced by None (JSON has neither)."""
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

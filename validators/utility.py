@@ -117,7 +117,7 @@ def _gap(trtr: dict[str, Any], tstr: dict[str, Any]) -> dict[str, Any]:
     return {"overall": overall, "per_class": per_class}
 
 
-def _classification_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
     labels = list(range(len(classes)))
@@ -147,7 +147,7 @@ def _split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple
     return np.sort(train), np.sort(test)
 
 
-def _default_probe(seed: int) -> Any:
+def default_probe(seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -189,11 +189,11 @@ def tstr_trtr(syn_x: np.ndarray, syn_y: Sequence[str], real_x: np.ndarray, real_
     train, test = _split_indices(ry, test_fraction, seed)
     if len(set(ry[train].tolist())) < 2 or len(test) == 0:
         raise SimgenError(f"TRTR needs real samples of at least 2 classes on each side of the split ({len(ry)} real)")
-    make = make_model or _default_probe
+    make = make_model or default_probe
     tstr_model = make(seed).fit(syn_x, sy)
     trtr_model = make(seed).fit(real_x[train], ry[train])
-    tstr = _classification_scores(ry[test], np.asarray(tstr_model.predict(real_x[test])), classes)
-    trtr = _classification_scores(ry[test], np.asarray(trtr_model.predict(real_x[test])), classes)
+    tstr = classification_scores(ry[test], np.asarray(tstr_model.predict(real_x[test])), classes)
+    trtr = classification_scores(ry[test], np.asarray(trtr_model.predict(real_x[test])), classes)
     notes = []
     only_real = sorted(set(real_y) - set(syn_y))
     if only_real:
@@ -509,8 +509,8 @@ def crops_utility(syn: ImageSet, real: ImageSet, *, mode: str = "probe", seed: i
     kw = {"epochs": epochs, "lr": lr, "seed": seed, "batch_size": batch_size}
     tstr_pred = _finetune_predict(syn_crops, sy, test_crops, len(classes), ext, **kw)
     trtr_pred = _finetune_predict([real_crops[i] for i in train], ry[train], test_crops, len(classes), ext, **kw)
-    tstr = _classification_scores(ry[test], tstr_pred, classes)
-    trtr = _classification_scores(ry[test], trtr_pred, classes)
+    tstr = classification_scores(ry[test], tstr_pred, classes)
+    trtr = classification_scores(ry[test], trtr_pred, classes)
     counts = {
         "synthetic_train": {c: int((sy == i).sum()) for c, i in index.items()},
         "real_train": {c: int((ry[train] == i).sum()) for c, i in index.items()},

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 # The validation report's figure helpers: one way to draw an inline plot in simgen's HTML pages.
-from simgen.validators.report import CSS, _fig_b64, _figure, _img
+from simgen.validators.report import CSS, fig_b64, figure, img_tag
 
 #: The most factor pairs drawn as heat maps (a page with 32 factors would otherwise hold 496).
 MAX_PAIR_PLOTS = 12
@@ -42,14 +42,14 @@ def _frames_per_cell_plot(cells: list[dict[str, Any]]) -> str | None:
     if not cells:
         return None
     shown = cells[:MAX_CELLS_SHOWN]
-    fig = _figure(max(5.0, 0.22 * len(shown) + 2), 3.0)
+    fig = figure(max(5.0, 0.22 * len(shown) + 2), 3.0)
     ax = fig.add_subplot()
     ax.bar(np.arange(len(shown)), [c["frames"] for c in shown], color="#1f77b4")
     ax.set_xlabel("cell index")
     ax.set_ylabel("frames")
     if len(shown) <= 40:
         ax.set_xticks(np.arange(len(shown)), [str(c["index"]) for c in shown], fontsize=7)
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _levels_plot(levels: Mapping[str, Mapping[str, int]]) -> str | None:
@@ -58,7 +58,7 @@ def _levels_plot(levels: Mapping[str, Mapping[str, int]]) -> str | None:
         return None
     cols = min(4, len(items))
     rows = -(-len(items) // cols)
-    fig = _figure(3.2 * cols, 2.4 * rows)
+    fig = figure(3.2 * cols, 2.4 * rows)
     for i, (name, counts) in enumerate(items):
         ax = fig.add_subplot(rows, cols, i + 1)
         labels = list(counts)
@@ -67,7 +67,7 @@ def _levels_plot(levels: Mapping[str, Mapping[str, int]]) -> str | None:
         ax.set_xticks(np.arange(len(labels)), labels, rotation=45 if len(labels) > 4 else 0, fontsize=7, ha="right")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _pair_plots(report: Mapping[str, Any]) -> str | None:
@@ -77,7 +77,7 @@ def _pair_plots(report: Mapping[str, Any]) -> str | None:
     pairs = list(itertools.combinations(range(len(factors)), 2))[:MAX_PAIR_PLOTS]
     cols = min(4, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig = _figure(3.4 * cols, 3.0 * rows)
+    fig = figure(3.4 * cols, 3.0 * rows)
     for k, (a, b) in enumerate(pairs):
         fa, fb = factors[a], factors[b]
         grid = np.zeros((len(fa["levels"]), len(fb["levels"])), dtype=np.int64)
@@ -94,21 +94,21 @@ def _pair_plots(report: Mapping[str, Any]) -> str | None:
         for (i, j), v in np.ndenumerate(grid):
             color = "#c33" if not v else "w" if v > top / 2 else "k"
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color=color, weight="bold" if not v else None)
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _constraints_plot(constraints: Mapping[str, Mapping[str, Any]]) -> str | None:
     names = [n for n, c in constraints.items() if c.get("acceptance_rate") is not None]
     if not names:
         return None
-    fig = _figure(max(5.0, 0.6 * len(names) + 2), 3.0)
+    fig = figure(max(5.0, 0.6 * len(names) + 2), 3.0)
     ax = fig.add_subplot()
     rates = [constraints[n]["acceptance_rate"] for n in names]
     ax.bar(np.arange(len(names)), rates, color=["#d62728" if r < 0.05 else "#1f77b4" for r in rates])
     ax.set_xticks(np.arange(len(names)), names, rotation=30 if len(names) > 4 else 0, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("acceptance rate")
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def _histogram_heatmap(per_cell: list[dict[str, Any]], key: str) -> str | None:
@@ -118,7 +118,7 @@ def _histogram_heatmap(per_cell: list[dict[str, Any]], key: str) -> str | None:
     counts = np.array([c[key]["counts"] for c in shown], dtype=np.float64)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     edges = shown[0][key]["edges"]
-    fig = _figure(6.0, max(2.0, 0.25 * len(shown) + 1.2))
+    fig = figure(6.0, max(2.0, 0.25 * len(shown) + 1.2))
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="viridis", aspect="auto", vmin=0, vmax=1, extent=(edges[0], edges[-1], len(shown), 0))
     ax.set_xlabel(key)
@@ -126,7 +126,7 @@ def _histogram_heatmap(per_cell: list[dict[str, Any]], key: str) -> str | None:
     if len(shown) <= 40:
         ax.set_yticks(np.arange(len(shown)) + 0.5, [str(c["index"]) for c in shown], fontsize=7)
     fig.colorbar(image, ax=ax, label="share")
-    return _fig_b64(fig)
+    return fig_b64(fig)
 
 
 def render_coverage_html(report: Mapping[str, Any], *, title: str = "simgen coverage report") -> str:
@@ -179,13 +179,13 @@ def render_coverage_html(report: Mapping[str, Any], *, title: str = "simgen cove
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(summary)}</p>",
         "<h2>Frames per cell</h2>",
-        _img(plots["cells"], "frames per cell") if plots["cells"] else "",
+        img_tag(plots["cells"], "frames per cell") if plots["cells"] else "",
         f"<table><tr><th>cell</th><th>{factor_head}</th><th>frames</th></tr>{cell_rows}</table>",
         f"<p class=muted>{more} more cells in coverage.json.</p>" if more > 0 else "",
         "<h2>Frames per level</h2>",
-        _img(plots["levels"], "frames per level") if plots["levels"] else "",
+        img_tag(plots["levels"], "frames per level") if plots["levels"] else "",
         "<h2>Pairs of levels</h2>",
-        _img(plots["pairs"], "frames per pair of levels") if plots["pairs"] else "<p class=muted>One factor.</p>",
+        img_tag(plots["pairs"], "frames per pair of levels") if plots["pairs"] else "<p class=muted>One factor.</p>",
         "<p class=muted>Each square counts the frames showing that pair of levels; a red 0 marks a pair no "
         "frame shows.</p>",
         "<h2>Constraints</h2>",
@@ -195,13 +195,13 @@ def render_coverage_html(report: Mapping[str, Any], *, title: str = "simgen cove
             if constraint_rows
             else "<p class=muted>No constraints.</p>"
         ),
-        _img(plots["constraints"], "acceptance per constraint") if plots["constraints"] else "",
+        img_tag(plots["constraints"], "acceptance per constraint") if plots["constraints"] else "",
         "<h2>Labels per cell</h2>",
         "<table><tr><th>cell</th><th>levels</th><th>frames</th><th>objects per frame</th><th>range</th>"
         f"<th>objects without visibility</th><th>brightness</th></tr>{per_cell_rows}</table>",
         "<p class=muted>Histograms of the cells' objects (the share of each cell's objects in each bin).</p>",
-        _img(plots["visibility"], "visibility per cell") if plots["visibility"] else "",
-        _img(plots["truncation"], "truncation per cell") if plots["truncation"] else "",
+        img_tag(plots["visibility"], "visibility per cell") if plots["visibility"] else "",
+        img_tag(plots["truncation"], "truncation per cell") if plots["truncation"] else "",
     ]
     head = f'<head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style></head>'
     body = "\n".join(part for part in sections if part)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+
+from simgen.testing.html import chromium_path, parse_page, screenshot
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
@@ -18,39 +17,6 @@ pytest.importorskip("matplotlib")
 
 from simgen.validators.pipeline import feature_metrics, validate_datasets  # noqa: E402
 from simgen.validators.report import write_report  # noqa: E402
-
-
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.headings: list[str] = []
-        self.links: list[str] = []
-        self._in_h2 = False
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append(a.get("src", ""))
-        if tag in ("script", "link") or (tag == "a" and "href" in a):
-            self.links.append(a.get("src") or a.get("href") or "")
-        self._in_h2 = tag == "h2"
-
-    def handle_data(self, data):
-        if self._in_h2 and data.strip():
-            self.headings.append(data.strip())
-
-    def handle_endtag(self, tag):
-        if tag == "h2":
-            self._in_h2 = False
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture
@@ -86,37 +52,26 @@ def test_validate_writes_json_and_a_self_contained_html_that_renders(two_dataset
     assert again.metrics == report.metrics
     assert list((syn / ".simgen" / "features").glob("tiny*.npz"))
 
-    page = _Page()
     text = html_path.read_text()
-    page.feed(text)
+    page = parse_page(text)
     assert page.headings[:3] == ["Distribution metrics", "Utility: train on synthetic, test on real", "Samples"]
     assert {"Objects per class", "Randomized parameters (synthetic manifest)", "Feature projection",
             "Label validator"} <= set(page.headings)  # fmt: skip
     assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
-    assert page.links == []  # self-contained: no scripts, stylesheets or links to fetch
-    for src in page.images:
-        png = np.frombuffer(__import__("base64").b64decode(src.split(",", 1)[1]), np.uint8)
-        assert cv2.imdecode(png, cv2.IMREAD_COLOR) is not None
+    assert page.fetched == []  # self-contained: no scripts, stylesheets or links to fetch
+    assert all(png is not None for png in page.decoded_images())
     assert "FID" in text and "[" in text
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_the_html_report_renders_in_headless_chromium(two_datasets, tmp_path):
     syn, real, tiny = two_datasets
     report = validate_datasets(syn, real, extractor=str(tiny), utility="crops", utility_options={"image_size": 64},
                                n_boot=10)  # fmt: skip
     assert "tstr" in report.utility, report.utility
     _, html_path = write_report(report, tmp_path / "report")
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={shot}", "--window-size=1200,2000",
-         html_path.as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (2000, 1200)
+    img = screenshot(html_path, height=2000)
+    assert img.shape[:2] == (2000, 1200)
     # The page drew something: many distinct colours, and the plots' blue and red bars are there.
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 500
     b, g, r = (img[..., i].astype(int) for i in range(3))
