@@ -283,3 +283,15 @@ def test_cli_too_few_real_images_fails_with_the_minimum(domain, make_spec, tiny_
     line = [x for x in result.output.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "12 labeled images are too few to split for tuning: need at least 20" in line[0]
     assert not (tmp_path / "t" / "tune.json").exists()
+
+
+def test_a_tune_that_finds_nothing_better_says_so_plainly(domain, make_spec, tiny_extractor, tmp_path):
+    from simgen.tune import tune
+
+    # One trial: the best spec is the original, so no gain can be claimed whatever the noise.
+    spec = make_spec("nothing_better.yaml", [BACKGROUND])
+    settings = {**SMALL, "attribution_seeds": 0}
+    result = tune(spec, domain.real, tmp_path / "tuned", budget=1, extractor=str(tiny_extractor), **settings)
+    assert result.verdict.startswith("no significant gain: the tuned spec is not better than the original")
+    assert result.report["heldout"]["significant"] is False
+    assert result.report["heldout"]["gain"]["value"] == 0.0
