@@ -3,7 +3,10 @@
 One core serves every modality: metrics work on feature matrices (:mod:`.functional`, wrapped as
 torchmetrics classes in :mod:`.metrics`). Images get their features from :mod:`.features`
 (Inception-v3, offline, cached per dataset); TSTR/TRTR utility is in :mod:`.utility`; the label
-validator (:mod:`.labels`) and the dataset readers (:mod:`.datasets`) need no torch.
+validator (:mod:`.labels`) and the dataset readers (:mod:`.datasets`) need no torch. Tables
+(:mod:`.tables` over :mod:`.tabular`'s metrics) and text (:mod:`.text_report` over :mod:`.text`) get
+their own reports; :mod:`.detect` tells which modality a dataset holds, and :mod:`.privacy` serves all
+three (Gower distances for rows, feature vectors for images).
 
 Nothing heavy is imported here: ``import simgen.validators`` works without the ``metrics`` extra.
 The names below resolve lazily on first access.
@@ -34,6 +37,12 @@ _EXPORTS = {
     "privacy_metrics": "privacy",
     "nearest_neighbours": "privacy",
     "validate_text": "text",
+    "feature_privacy": "privacy",
+    "detect_modality": "detect",
+    "validate_tables": "tables",
+    "TableValidationReport": "tables",
+    "validate_text_dataset": "text_report",
+    "TextValidationReport": "text_report",
 }
 
 __all__ = sorted(_EXPORTS)

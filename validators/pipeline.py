@@ -63,6 +63,8 @@ class ValidationReport:
         parameters: Randomized parameter values from the synthetic manifest (name -> values).
         projection: 2-D PCA coordinates of both feature sets and the explained variance.
         settings: How the run was configured.
+        privacy: The memorisation check on the features (:func:`~simgen.validators.privacy.feature_privacy`:
+            exact copies of, and closeness to, the real images), or ``{"skipped": reason}``.
         timings_s: Seconds per step.
         warnings: Things that were skipped or that limit the results.
         image_sets: The image sets compared (for the report's sample grids; not in the JSON).
@@ -78,6 +80,7 @@ class ValidationReport:
     parameters: dict[str, list[float]]
     projection: dict[str, Any]
     settings: dict[str, Any]
+    privacy: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     image_sets: dict[str, ImageSet] = field(default_factory=dict, repr=False)
@@ -99,6 +102,7 @@ class ValidationReport:
             "metrics": self.metrics,
             "labels": self.labels,
             "utility": self.utility,
+            "privacy": self.privacy,
             "class_counts": self.class_counts,
             "parameters": _parameter_summary(self.parameters),
             "projection": self.projection,
@@ -283,6 +287,20 @@ def _check_labels(image_set: ImageSet, path: Path) -> dict[str, Any]:
             "problems": [p.as_dict() for p in problems]}  # fmt: skip
 
 
+def _privacy(feats: dict[str, np.ndarray], holdout: np.ndarray | None, *, seed: int, n_boot: int, level: float,
+             enabled: bool) -> dict[str, Any]:  # fmt: skip
+    """The memorisation check of the synthetic features against the real (training) ones."""
+    from simgen.validators.privacy import feature_privacy
+
+    if not enabled:
+        return {"skipped": "privacy check disabled"}
+    if len(feats["real"]) < 3:
+        return {"skipped": f"the privacy check needs at least 3 real images, got {len(feats['real'])}"}
+    # Its own child of the seed, so the metrics' numbers do not move when privacy is switched on or off.
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(6)[5])
+    return feature_privacy(feats["real"], feats["synthetic"], holdout, rng=rng, n_boot=n_boot, level=level)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ValidateConfig:
     """How :func:`validate_datasets` compares two datasets (its keyword arguments, as one object).
@@ -305,6 +323,8 @@ class ValidateConfig:
     batch_size: int = 16
     device: str = "cpu"
     check_labels: bool = True
+    holdout: str | Path | None = None
+    privacy: bool = True
 
 
 def validate(
@@ -324,7 +344,7 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
                       utility_options: dict[str, Any] | None = None, max_images: int | None = None, seed: int = 0,
                       n_boot: int = 50, level: float = 0.95, kid_subsets: int = 100, kid_subset_size: int = 1000,
                       prdc_k: int = 5, cache: bool = True, batch_size: int = 16, device: str = "cpu",
-                      check_labels: bool = True,
+                      check_labels: bool = True, holdout: str | Path | None = None, privacy: bool = True,
                       progress: Callable[[str, int, int], None] | None = None) -> ValidationReport:  # fmt: skip
     """Compare a synthetic dataset with a real one (:func:`validate` takes the options as a :class:`ValidateConfig`).
 
@@ -347,6 +367,9 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
         batch_size: Images per forward pass.
         device: Torch device string.
         check_labels: Run the label validator on each COCO side.
+        holdout: Real images the generator never saw (COCO or a folder): the privacy check then compares
+            synthetic->real distances with holdout->real ones (DCR share, membership inference) too.
+        privacy: Run the memorisation check (exact copies of, and closeness to, the real images' features).
         progress: Called as ``progress(side, done, total)`` while features are extracted.
 
     Returns:
@@ -390,7 +413,19 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
                 progress(side, done[0], total)
 
         feats[side] = compute_features(image_set, ext, cache=cache, progress=tick)
+    holdout_feats = None
+    if holdout is not None and privacy:
+        holdout_set = load_image_set(Path(holdout), max_images=max_images)
+        holdout_feats = compute_features(holdout_set, ext, cache=cache)
     timings["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    privacy_result = _privacy(feats, holdout_feats, seed=seed, n_boot=n_boot, level=level, enabled=privacy)
+    if privacy_result.get("flagged"):
+        warnings += [f"privacy: {f}" for f in privacy_result["flags"]]
+    elif "skipped" in privacy_result:
+        warnings.append(f"privacy: {privacy_result['skipped']}")
+    timings["privacy"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     metrics, more = feature_metrics(
@@ -445,6 +480,7 @@ def validate_datasets(synthetic: str | Path, real: str | Path, *, extractor: Any
         parameters=parameters,
         projection=_projection(feats["real"], feats["synthetic"], seed),
         settings=settings,
+        privacy=privacy_result,
         timings_s={k: round(v, 3) for k, v in timings.items()},
         warnings=warnings,
         image_sets={"synthetic": syn_set, "real": real_set},

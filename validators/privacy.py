@@ -34,7 +34,7 @@ bounded for 100,000 x 100,000 records: a k-d tree holds O(n d) numbers, and a br
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -42,7 +42,7 @@ import numpy as np
 from simgen.errors import DependencyMissing
 from simgen.validators.functional import BootstrapResult, bootstrap_ci
 
-__all__ = ["PrivacyResult", "mia_auc", "nearest_neighbours", "privacy_metrics"]
+__all__ = ["PrivacyResult", "feature_privacy", "mia_auc", "nearest_neighbours", "privacy_metrics"]
 
 Metric = Literal["cityblock", "euclidean"]
 #: Above this many feature dimensions a k-d tree is no faster than brute force.
@@ -160,6 +160,7 @@ class PrivacyResult:
     nndr_holdout: dict[str, float]
     sizes: dict[str, int]
     metric: str
+    dcr_histogram: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form; ``ideal`` says what a generator that leaks nothing scores."""
@@ -169,6 +170,7 @@ class PrivacyResult:
             "exact_copy_share": {**self.exact_copy_share.as_dict(), "baseline": self.holdout_exact_copy_share},
             "dcr": {"synthetic_to_train": self.dcr_synthetic, "holdout_to_train": self.dcr_holdout},
             "nndr": {"synthetic_to_train": self.nndr_synthetic, "holdout_to_train": self.nndr_holdout},
+            "dcr_histogram": self.dcr_histogram,
             "sizes": self.sizes,
             "metric": self.metric,
         }
@@ -177,6 +179,18 @@ class PrivacyResult:
 def _summary(values: np.ndarray) -> dict[str, float]:
     q = np.quantile(values, [0.05, 0.5])
     return {"p05": float(q[0]), "median": float(q[1]), "mean": float(values.mean())}
+
+
+def dcr_histogram(synthetic: np.ndarray, baseline: np.ndarray, bins: int = 30) -> dict[str, list[float]]:
+    """Counts of two DCR samples on shared bins (for the report's plot): ``{"edges", "synthetic", "baseline"}``."""
+    top = float(np.quantile(np.concatenate([synthetic, baseline]), 0.99))
+    edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
+    clip = edges[-1]
+    return {
+        "edges": [float(e) for e in edges],
+        "synthetic": np.histogram(np.minimum(synthetic, clip), edges)[0].astype(float).tolist(),
+        "baseline": np.histogram(np.minimum(baseline, clip), edges)[0].astype(float).tolist(),
+    }
 
 
 def _nndr(d: np.ndarray) -> np.ndarray:
@@ -264,4 +278,105 @@ def privacy_metrics(
         nndr_holdout=_summary(_nndr(d_hold_train)),
         sizes={"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic), "equal_size": n_eq},
         metric=metric,
+        dcr_histogram=dcr_histogram(d_syn_train[:, 0], d_hold_train[:, 0]),
     )
+
+
+def _flag_copies(copies: float, baseline: float, n: int) -> list[str]:
+    if copies > baseline:
+        return [f"{round(copies * n)} of {n} synthetic records ({100 * copies:.1f}%) are exact copies of training "
+                f"records (the real data's own rate: {100 * baseline:.1f}%)"]  # fmt: skip
+    return []
+
+
+def feature_privacy(
+    train: np.ndarray,
+    synthetic: np.ndarray,
+    holdout: np.ndarray | None = None,
+    *,
+    rng: np.random.Generator,
+    metric: Metric = "euclidean",
+    n_boot: int = 50,
+    level: float = 0.95,
+    exact_rel_tol: float = 1e-4,
+    max_rows: int | None = None,
+) -> dict[str, Any]:
+    """The memorisation check on feature vectors (images, embeddings): copies of, and closeness to, training records.
+
+    With a ``holdout`` (real records the generator never saw) this is :func:`privacy_metrics` in full. Without one,
+    the baseline is the training set against itself, leave-one-out: each training record's distance to its
+    nearest *other* training record. Then:
+
+    - ``exact_copy_share``: synthetic records within ``exact_tol`` of a training record (``baseline``: the share
+      of training records with such a twin in the training set);
+    - ``close_share``: synthetic records closer to a training record than 95% of training records are to their
+      nearest other one (about 0.05 for a generator that does not copy; memorisation pushes it up);
+    - DCR and NNDR summaries and a DCR histogram, synthetic against the baseline.
+
+    Features of one image computed in different batches differ by float noise, so "exact" means within
+    ``exact_rel_tol`` times the median leave-one-out distance of the training set.
+
+    Args:
+        train: The real training records' features (n_train, d), n_train >= 3.
+        synthetic: The synthetic (or refined) records' features (n_syn, d).
+        holdout: Real records the generator never saw, or None.
+        rng: Draws subsamples and bootstrap resamples.
+        metric: ``"euclidean"`` (embeddings) or ``"cityblock"``.
+        n_boot: Bootstrap resamples.
+        level: Confidence level.
+        exact_rel_tol: The exact-copy tolerance, relative to the training set's median leave-one-out distance.
+        max_rows: Subsample every set to at most this many rows first (seeded).
+
+    Returns:
+        A JSON-ready dict with ``mode`` (``holdout`` or ``train-only``), the metrics, ``exact_tol``, and
+        ``flagged``/``flags``: whether, and why, the synthetic set looks memorised.
+    """
+    train, synthetic = _as_matrix(train, "train"), _as_matrix(synthetic, "synthetic")
+    if len(train) < 3:
+        raise ValueError("train needs at least 3 records for a leave-one-out baseline")
+    if max_rows is not None:
+        train, synthetic = (x if len(x) <= max_rows else x[np.sort(rng.choice(len(x), max_rows, replace=False))]
+                            for x in (train, synthetic))  # fmt: skip
+    loo = nearest_neighbours(train, train, k=3, metric=metric)[0][:, 1:]  # column 0 is the record itself
+    scale = float(np.median(loo[:, 0]))
+    exact_tol = exact_rel_tol * scale if scale > 0 else 1e-12
+    if holdout is not None:
+        res = privacy_metrics(train, holdout, synthetic, rng=rng, metric=metric, n_boot=n_boot, level=level,
+                              exact_tol=exact_tol, max_rows=max_rows)  # fmt: skip
+        out = {"mode": "holdout", **res.as_dict(), "exact_tol": exact_tol}
+        flags = _flag_copies(res.exact_copy_share.value, res.holdout_exact_copy_share, len(synthetic))
+        if res.dcr_share.low > 0.55:
+            flags.append(f"synthetic records sit closer to the training set than to the holdout "
+                         f"(DCR share {res.dcr_share.value:.2f}, ideal 0.5)")  # fmt: skip
+        if res.mia_auc.low > 0.6:
+            flags.append(f"membership inference works (AUC {res.mia_auc.value:.2f}, ideal 0.5)")
+        return {**out, "flagged": bool(flags), "flags": flags}
+    d_syn = nearest_neighbours(synthetic, train, k=2, metric=metric)[0]
+    # A training record's own position is excluded, so its nearest other record is its leave-one-out DCR.
+    threshold = float(np.quantile(loo[:, 0], 0.05))
+    copies = (d_syn[:, 0] <= exact_tol).astype(np.float64)
+    close = (d_syn[:, 0] < threshold).astype(np.float64) if threshold > exact_tol else copies.copy()
+    baseline = float((loo[:, 0] <= exact_tol).mean())
+
+    def mean_of_first(a: np.ndarray, _b: np.ndarray) -> float:
+        return float(a.mean())
+
+    copy_ci = bootstrap_ci(mean_of_first, copies, copies[:1], rng=rng, n_boot=n_boot, level=level)
+    close_ci = bootstrap_ci(mean_of_first, close, close[:1], rng=rng, n_boot=n_boot, level=level)
+    flags = _flag_copies(copy_ci.value, baseline, len(synthetic))
+    if close_ci.low > 0.1:
+        flags.append(f"{100 * close_ci.value:.0f}% of synthetic records sit closer to a training record than 95% of "
+                     "training records sit to their nearest other one (about 5% is expected)")  # fmt: skip
+    return {
+        "mode": "train-only",
+        "exact_copy_share": {**copy_ci.as_dict(), "baseline": baseline},
+        "close_share": {**close_ci.as_dict(), "ideal": 0.05, "threshold": threshold},
+        "dcr": {"synthetic_to_train": _summary(d_syn[:, 0]), "train_to_train": _summary(loo[:, 0])},
+        "nndr": {"synthetic_to_train": _summary(_nndr(d_syn)), "train_to_train": _summary(_nndr(loo))},
+        "dcr_histogram": dcr_histogram(d_syn[:, 0], loo[:, 0]),
+        "sizes": {"train": len(train), "synthetic": len(synthetic)},
+        "metric": metric,
+        "exact_tol": exact_tol,
+        "flagged": bool(flags),
+        "flags": flags,
+    }

@@ -26,7 +26,7 @@ from simgen.io import atomic_write_text, encode_png
 from simgen.validators.datasets import ImageSet, read_rgb
 from simgen.validators.pipeline import METRIC_INFO, ValidationReport
 
-__all__ = ["draw_boxes", "render_html", "sample_grid", "write_report"]
+__all__ = ["dcr_plot", "draw_boxes", "privacy_section", "render_html", "sample_grid", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,56 @@ def _utility_plot(utility: dict[str, Any]) -> str | None:
     ax.set_ylim(0, 1.05)
     ax.legend()
     return fig_b64(fig)
+
+
+def dcr_plot(privacy: dict[str, Any]) -> str | None:
+    """Histograms of synthetic->train DCR against the baseline's (holdout->train, or train leave-one-out)."""
+    hist = privacy.get("dcr_histogram") or {}
+    if not hist.get("edges"):
+        return None
+    baseline = "holdout -> train" if privacy.get("mode", "holdout") == "holdout" else "train -> other train"
+    edges = np.asarray(hist["edges"])
+    fig = figure(7, 3.2)
+    ax = fig.add_subplot()
+    for key, label, color in (("synthetic", "synthetic -> train", SYN_COLOR), ("baseline", baseline, REAL_COLOR)):
+        counts = np.asarray(hist[key], float)
+        ax.bar(edges[:-1], counts / max(counts.sum(), 1.0), width=np.diff(edges), align="edge", alpha=0.55,
+               color=color, label=label)  # fmt: skip
+    ax.set_xlabel(f"distance to the closest training record ({privacy.get('metric', '')}; last bin: the rest)")
+    ax.set_ylabel("share of records")
+    ax.legend()
+    return fig_b64(fig)
+
+
+def privacy_section(privacy: dict[str, Any]) -> str:
+    """The image report's memorisation check: copies of, and closeness to, the real (training) images."""
+    if not privacy:
+        return ""
+    if "skipped" in privacy:
+        return f"<p class=muted>Skipped: {html.escape(privacy['skipped'])}</p>"
+    status = ("<span class=bad>flagged</span>: " + "; ".join(html.escape(f) for f in privacy["flags"])
+              if privacy["flagged"] else "<span class=ok>no sign of memorisation</span>")  # fmt: skip
+    copies = privacy["exact_copy_share"]
+    rows = [("exact-copy share", copies["value"], copies["ci"], f"baseline {_fmt(copies['baseline'])}")]
+    if privacy["mode"] == "holdout":
+        rows += [
+            ("DCR share", privacy["dcr_share"]["value"], privacy["dcr_share"]["ci"], "ideal 0.5"),
+            ("membership-inference AUC", privacy["mia_auc"]["value"], privacy["mia_auc"]["ci"], "ideal 0.5"),
+        ]
+        base = privacy["dcr"]["holdout_to_train"]
+    else:
+        close = privacy["close_share"]
+        rows.append(("closer than 95% of real pairs", close["value"], close["ci"], "about 0.05 expected"))
+        base = privacy["dcr"]["train_to_train"]
+    syn = privacy["dcr"]["synthetic_to_train"]
+    body = "".join(f"<tr><td>{name}</td><td class=num>{_fmt(v)}</td><td class=num>[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+                   f"</td><td>{note}</td></tr>" for name, v, ci, note in rows)  # fmt: skip
+    plot = dcr_plot(privacy)
+    return (f"<p>{status}.</p><table><tr><th>check</th><th>value</th><th>CI</th><th></th></tr>{body}</table>"
+            f"<p>Median distance to the closest real image: synthetic {_fmt(syn['median'])}, baseline "
+            f"{_fmt(base['median'])}.</p>" + (img_tag(plot, "DCR histograms", "640px") if plot else "")
+            + "<p class=muted>Distances between feature vectors (" + html.escape(str(privacy["metric"]))
+            + "); exact copies within " + _fmt(float(privacy["exact_tol"])) + ".</p>")  # fmt: skip
 
 
 def _fmt(v: Any) -> str:
@@ -358,6 +408,8 @@ def render_html(report: ValidationReport) -> str:
         img_tag(proj, "PCA projection of both feature sets", "640px") if proj else "",
         "<p class=muted>PCA fitted on both feature sets together; overlapping clouds mean similar feature "
         "statistics.</p>",
+        "<h2>Privacy: memorisation check</h2>" if report.privacy else "",
+        privacy_section(report.privacy),
         "<h2>Label validator</h2>",
         _labels_section(report.labels),
         f"<p class=muted>Timings (s): {html.escape(json.dumps(report.timings_s))}</p>",
@@ -367,13 +419,17 @@ def render_html(report: ValidationReport) -> str:
     return f'<!DOCTYPE html>\n<html lang="en">{head}\n<body>\n{body}\n</body></html>\n'
 
 
-def write_report(report: ValidationReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``out_dir`` (atomically); return both paths."""
+def write_report(report: Any, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``out_dir`` (atomically); return both paths.
+
+    ``report`` is an image :class:`ValidationReport` or any report with ``as_dict()`` and ``html()`` (tables, text).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     document = json.dumps(finite(report.as_dict()), indent=2, allow_nan=False, default=json_default)
-    for name, text in (("report.json", document), ("report.html", render_html(report))):
+    page = render_html(report) if isinstance(report, ValidationReport) else report.html()
+    for name, text in (("report.json", document), ("report.html", page)):
         target = out / name
         atomic_write_text(target, text)
         paths.append(target)

@@ -211,10 +211,14 @@ def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Ta
         else:  # binned for mixed pairs, each table with its own edges (as SDMetrics)
             r, s = _codes(_bins(numbers[c.name][0]), _bins(numbers[c.name][1]))
         discrete[c.name] = (r, s)
+    corr = (
+        _correlations({name: v[0] for name, v in numbers.items()}),
+        _correlations({n: v[1] for n, v in numbers.items()}),
+    )
     out = []
     for a, b in itertools.combinations(cols, 2):
         if a.type in _CONTINUOUS and b.type in _CONTINUOUS:
-            res = correlation_similarity(numbers[a.name][0], numbers[b.name][0], numbers[a.name][1], numbers[b.name][1])
+            res = _correlation_pair(corr, a.name, b.name)
             out.append(
                 {
                     "columns": [a.name, b.name],
@@ -234,6 +238,36 @@ def column_pair_trends(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: Ta
                 }
             )
     return out
+
+
+def _correlations(columns: dict[str, np.ndarray]) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """Every Pearson r between the columns at once, with :func:`correlation_similarity`'s handling.
+
+    Returns:
+        ``(index, r, constant)``: column -> position, the r matrix (missing values filled with 0, an undefined r
+        as 0), and which columns have at most one distinct value (missing values aside).
+    """
+    names = list(columns)
+    if not names:
+        return {}, np.zeros((0, 0)), np.zeros(0, bool)
+    x = np.column_stack([columns[n] for n in names])
+    constant = np.array([np.unique(v[~np.isnan(v)]).size <= 1 for v in x.T])
+    x = np.nan_to_num(x, nan=0.0)
+    x = x - x.mean(axis=0)
+    norm = np.sqrt((x * x).sum(axis=0))
+    den = np.outer(norm, norm)
+    r = np.divide(x.T @ x, den, out=np.zeros_like(den), where=den > 0)
+    return {n: i for i, n in enumerate(names)}, r, constant
+
+
+def _correlation_pair(corr: tuple[Any, Any], a: str, b: str) -> dict[str, float]:
+    """:func:`correlation_similarity` of columns ``a`` and ``b`` from the precomputed :func:`_correlations`."""
+    (index, r_real, c_real), (_, r_syn, c_syn) = corr
+    i, j = index[a], index[b]
+    if c_real[i] or c_real[j] or c_syn[i] or c_syn[j]:
+        return {"score": math.nan, "real": math.nan, "synthetic": math.nan}
+    rr, rs = float(r_real[i, j]), float(r_syn[i, j])
+    return {"score": 1.0 - abs(rr - rs) / 2.0, "real": rr, "synthetic": rs}
 
 
 def _mean(scores: Sequence[float]) -> float:
@@ -338,11 +372,15 @@ def _classification_scores(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, c
     present = sorted(set(y.tolist()))
     if len(present) < 2:
         scores["roc_auc"] = math.nan
-    elif len(classes) == 2:
-        scores["roc_auc"] = float(roc_auc_score(y == classes[1], proba[:, 1]))
+    elif len(present) == 2:
+        scores["roc_auc"] = float(roc_auc_score(y == present[1], proba[:, classes.index(present[1])]))
     else:
-        p = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
-        scores["roc_auc"] = float(roc_auc_score(y, p, labels=classes, multi_class="ovr", average="macro"))
+        # One-vs-rest over the classes the test rows hold (an absent class has no ROC curve), in sorted order
+        # as scikit-learn needs; each row's probabilities renormalised over them (uniform where they had none).
+        p = proba[:, [classes.index(c) for c in present]]
+        total = p.sum(axis=1, keepdims=True)
+        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / len(present))
+        scores["roc_auc"] = float(roc_auc_score(y, p, labels=present, multi_class="ovr", average="macro"))
     return scores
 
 

@@ -258,3 +258,26 @@ def test_table_privacy_on_a_real_table(breast_cancer_split):
     assert copied.exact_copy_share.value == 1.0 and copied.mia_auc.value == 1.0
     real = T.table_privacy(train, holdout, holdout, meta, rng=rng(0), n_boot=10)
     assert real.dcr_share.value == 0.0
+
+
+def test_pair_trends_match_the_pairwise_definition_with_constants_and_missing_values():
+    # column_pair_trends computes every Pearson r at once; each pair must equal correlation_similarity's.
+    g = rng(11)
+    n = 150
+    base = g.normal(size=n)
+    real = pd.DataFrame({"a": base, "b": base * 0.6 + g.normal(size=n), "c": np.where(g.random(n) < 0.2, np.nan, base),
+                         "k": np.ones(n), "lab": g.choice(["x", "y"], n)})  # fmt: skip
+    syn = real.apply(lambda col: g.permutation(col.to_numpy()))
+    syn["k"] = g.normal(size=n)  # constant on the real side only: still no score
+    meta = infer_metadata(pd.concat([real, syn]), {"columns": {"k": "numerical"}})
+    pairs = {tuple(p["columns"]): p for p in T.column_pair_trends(real, syn, meta)}
+    for a, b in [("a", "b"), ("a", "c"), ("b", "c"), ("a", "k")]:
+        ref = T.correlation_similarity(real[a], real[b], syn[a], syn[b])
+        got = pairs[(a, b)]
+        if math.isnan(ref["score"]):
+            assert math.isnan(got["score"]), (a, b)
+            continue
+        assert got["score"] == pytest.approx(ref["score"], abs=1e-12)
+        assert got["real_correlation"] == pytest.approx(ref["real"], abs=1e-12)
+        assert got["synthetic_correlation"] == pytest.approx(ref["synthetic"], abs=1e-12)
+    assert math.isnan(pairs[("a", "k")]["score"]) and pairs[("a", "lab")]["metric"] == "ContingencySimilarity"
