@@ -19,6 +19,8 @@ all of them:
   files. ``dataset.json`` records the provenance (spec hash, seed, versions of the packages that shape the
   output) and the checksum of every dataset-level file. Every manifest line says where its record comes
   from: ``origin`` (``"synthetic"``) and ``generation`` (``0`` for data simgen made from a spec).
+  Each manifest line ends with a ``chain`` link to the lines before it and ``dataset.json`` keeps the head
+  (``manifest_chain``), so ``simgen verify`` names the first record that was changed.
 
 What differs between modalities plugs in through the :class:`Modality` protocol (in the main process) and
 the :class:`RecordTask` protocol (in the workers). The image modality is :mod:`simgen.engine.images`.
@@ -57,7 +59,7 @@ Example: a modality of table rows, in blocks (``tests/engine/test_modality.py`` 
     run_dataset(TableModality(...), RunConfig(out=Path("out"), n_records=100, seed=1, workers=2))
 
 A record's manifest line is ``{record_key: i, "origin": "synthetic", "generation": 0, **Record.fields, "files":
-{...}, "timings_ms": {...}}``; ``simgen verify`` and ``--resume`` check every file listed there.
+{...}, "timings_ms": {...}, "chain": link}``; ``simgen verify`` and ``--resume`` check every file listed there.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ from simgen.engine.shard import ShardJob, ShardResult, finished_records
 from simgen.engine.sink import GENERATION, MANIFEST_FRAGMENT, ORIGIN, shard_fragments, writer_fragment
 from simgen.errors import OutputExistsError, OutputWriteError, SimgenError
 from simgen.io import atomic_open, atomic_write_json, sha256_file
+from simgen.provenance.chain import ChainWriter
 
 if TYPE_CHECKING:
     from simgen.engine.shard import ShardWork
@@ -536,7 +539,7 @@ def finalize(modality: Modality, done: Finished, start: float) -> dict[str, Any]
     missing = [s.name for s in shards if not layout.done_marker(s.name).is_file()]
     if missing:
         raise SimgenError(f"shards not finished: {', '.join(missing[:5])}; rerun with --resume")
-    totals = merge_manifest(layout, plan, modality.record_key)
+    totals, chain = merge_manifest(layout, plan, modality.record_key)
     dataset: dict[str, Any] = {"simgen_version": simgen.__version__, **modality.dataset_fields(done)}
     dataset["run"] = {
         "workers": done.config.workers,
@@ -557,30 +560,39 @@ def finalize(modality: Modality, done: Finished, start: float) -> dict[str, Any]
         if isinstance(stats, dict):
             dataset.setdefault("counts", {}).update(stats)
     checksums[MANIFEST_FILE] = sha256_file(layout.root / MANIFEST_FILE)
+    dataset["manifest_chain"] = chain
     dataset["formats"] = [w.name for w in done.writers]
     dataset["checksums"] = checksums
     atomic_write_json(layout.root / DATASET_FILE, dataset)
     return dataset
 
 
-def merge_manifest(layout: Layout, plan: Plan, record_key: str) -> dict[str, float]:
-    """Write ``manifest.jsonl`` from the shards' manifest fragments, in record order; return the summed timings."""
+def merge_manifest(layout: Layout, plan: Plan, record_key: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """Write ``manifest.jsonl`` from the shards' manifest fragments, in record order, and its hash chain.
+
+    Each line is the fragment's line with a last field, ``chain``, that links it to the lines before it
+    (:mod:`simgen.provenance.chain`), so ``simgen verify`` can name the first record that was changed.
+
+    Returns:
+        The summed timings, and the chain's record for ``dataset.json`` (``manifest_chain``).
+    """
     import json
 
     totals: dict[str, float] = {}
+    chain = ChainWriter()
     with atomic_open(layout.root / MANIFEST_FILE, "w") as fh:
         for s in plan.shards:
             with open(layout.shard_dir(s.name) / MANIFEST_FRAGMENT, encoding="utf-8") as frag:
-                entries = [(json.loads(line), line) for line in frag]
+                entries = [json.loads(line) for line in frag]
             # A resumed shard may have appended a redone record after later ones: keep record order.
-            entries.sort(key=lambda pair: pair[0][record_key])
-            for entry, line in entries:
-                fh.write(line)
+            entries.sort(key=lambda entry: entry[record_key])
+            for entry in entries:
+                fh.write(chain.line(entry))
                 # Every record's own timings, kept or redone: the totals describe the whole dataset.
                 timings = entry.get("timings_ms")
                 for k, v in timings.items() if isinstance(timings, dict) else ():
                     totals[k] = totals.get(k, 0.0) + (v if isinstance(v, (int, float)) else 0.0)
-    return totals
+    return totals, chain.record()
 
 
 class FragmentRecords:

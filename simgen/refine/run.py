@@ -31,7 +31,7 @@ import numpy as np
 
 import simgen
 from simgen.errors import OutputExistsError, SimgenError
-from simgen.io import atomic_open, atomic_write_bytes, encode_png, write_file
+from simgen.io import atomic_open, atomic_write_bytes, encode_png, sha256_file, write_file
 from simgen.refine.base import Refiner
 from simgen.refine.check import CheckConfig, check_frame, edge_structure
 from simgen.refine.controls import control_images
@@ -359,6 +359,11 @@ def refine_dataset(
         REFINED_COCO: _atomic_write_json(out / REFINED_COCO, refined_coco, indent=None),
         MANIFEST_FILE: _rewrite_manifest(out / MANIFEST_FILE, records),
     }
+    if "manifest_chain" in dataset:  # every line changed on purpose: relink the chain, then checksum it again
+        from simgen.provenance.chain import rechain
+
+        dataset["manifest_chain"] = rechain(out)
+        checksums[MANIFEST_FILE] = sha256_file(out / MANIFEST_FILE)
     dataset["refine"] = refine_record
     if isinstance(dataset.get("files"), dict):
         dataset["files"].update({"refined": f"{REFINED_DIR}/", "refined_coco": REFINED_COCO})

@@ -165,3 +165,22 @@ def test_not_a_dataset_and_bad_arguments(tmp_path, make_dataset, function_refine
         refine_dataset(out, on_mismatch="drop", refiner=function_refiner(lambda im, s: im))  # type: ignore[arg-type]
     with pytest.raises(SimgenError, match="returned"):
         refine_dataset(out, refiner=function_refiner(lambda im, s: im[:10]))
+
+
+def test_a_refined_generated_dataset_still_verifies(tmp_path, function_refiner):
+    """Refine rewrites every manifest line on purpose; it relinks the hash chain, so ``simgen verify`` passes."""
+    from pathlib import Path
+
+    from simgen.engine.generation import generate
+    from simgen.engine.verify import verify_dataset
+
+    out = tmp_path / "ds"
+    scene = Path(__file__).resolve().parents[2] / "scenes" / "tabletop_clutter.yaml"
+    generate(scene, out, n_frames=2, seed=1, workers=1, renderer="tiny", resolution=(64, 48))
+    chain_before = json.loads((out / "dataset.json").read_text())["manifest_chain"]
+    refine_dataset(out, RefineSettings(seed=2), refiner=function_refiner(lambda im, s: im.copy(), "identity"))
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert dataset["manifest_chain"]["head"] != chain_before["head"]  # the lines changed, and so did the chain
+    assert all("refine" in line for line in _manifest(out))
+    report = verify_dataset(out)
+    assert report.ok, (report.invalid, report.corrupt, report.missing, report.extra)
