@@ -129,14 +129,37 @@ def generate(
     runner: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
     preview: Annotated[bool, typer.Option(help="Write preview.png when done.")] = True,
+    carla_servers: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port,host:port: the CARLA servers (backend: carla), one per worker: worker k uses server "
+            "k mod n. Overrides carla.servers."
+        ),
+    ] = None,
 ) -> None:
     """Render N labeled frames of a scene spec into OUT."""
-    from simgen.engine.generation import ImageOptions, generate_images
-    from simgen.engine.run import RunConfig
+    from simgen.backends.carla import servers_override
 
     if resume and overwrite:
         raise typer.BadParameter("use one of them: --resume keeps the run in OUT, --overwrite replaces it",
                                  param_hint="--resume/--overwrite")  # fmt: skip
+    with servers_override(carla_servers):
+        _generate(spec, n, out, seed, workers, renderer, resolution, resume, overwrite, shard_frames, asset_root,
+                  runner, address, preview, carla_servers is not None)  # fmt: skip
+
+
+def _generate(
+    spec: Path, n: int, out: Path, seed: int, workers: int, renderer: str, resolution: str | None, resume: bool,
+    overwrite: bool, shard_frames: int | None, asset_root: list[Path] | None, runner: str, address: str | None,
+    preview: bool, servers_given: bool,
+) -> None:  # fmt: skip
+    from simgen.backends.carla import preflight
+    from simgen.engine.generation import ImageOptions, generate_images
+    from simgen.engine.run import RunConfig
+
+    # A CARLA run reaches its servers before anything is written: no server is one line and no folder.
+    preflight(spec, workers=workers, runner=runner, asset_roots=asset_root or [], servers_given=servers_given,
+              resolution_given=resolution is not None)  # fmt: skip
     columns = (
         TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} frames/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -234,6 +257,13 @@ def verify(out: Annotated[Path, typer.Argument(help="A generated dataset folder.
     for kind, paths in findings:
         for rel in paths:
             out_console.print(f"[red]{kind}[/] {escape(str(rel))}")
+    for note in report.notes:  # what could not be checked here (a signed dataset without c2pa-python)
+        out_console.print(f"[yellow]note[/] {escape(note)}")
+    if report.signatures:
+        from simgen.provenance.signing import VALID_STATES
+
+        valid = sum(state in VALID_STATES for state in report.signatures.values())
+        out_console.print(f"signatures: {valid} of {len(report.signatures)} valid (C2PA)")
     if not report.ok:
         counts = ", ".join(f"{len(paths)} {kind}" for kind, paths in findings)
         out_console.print(f"[red]FAILED[/]: {counts} ({report.checked} files checked)")
@@ -325,6 +355,8 @@ _PLUGINS = (
     "simgen.generators.tabular.cli",
     "simgen.scenarios.cli",
     "simgen.tune.cli",
+    "simgen.mix.cli",
+    "simgen.provenance.cli",
 )
 
 

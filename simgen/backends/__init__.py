@@ -8,7 +8,9 @@ string works too.
 Besides the :class:`~simgen.backends.base.Backend` protocol, the engine asks a backend's *class* a few
 questions, each optional with a default (see :mod:`simgen.backends.base`): which renderer ``"auto"`` means
 here (:func:`resolve_renderer`), the environment its worker processes need (:func:`worker_env`), its label
-categories for a spec (:func:`backend_categories`) and what it can compute (:func:`backend_capabilities`).
+categories for a spec (:func:`backend_categories`), what it can compute (:func:`backend_capabilities`), the
+arguments each worker builds it with (:func:`worker_options`) and how many shards may run at once
+(:func:`exclusive_slots`: one per CARLA server).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+# The spec models hold the CARLA section (simgen.backends.carla_spec), which uses the spec's error helpers: load
+# the spec package first, so importing a backend module before it never meets a half-initialized carla_spec.
+import simgen.spec  # noqa: F401
 from simgen.errors import BackendUnavailable
 from simgen.registry import Registry, import_string
 
@@ -31,9 +36,12 @@ __all__ = [
     "backend_class",
     "backend_module",
     "backend_names",
+    "exclusive_slots",
+    "has_worker_options",
     "make_backend",
     "resolve_renderer",
     "worker_env",
+    "worker_options",
 ]
 
 #: Backend name -> ``"module:Class"``, resolved lazily; third parties add theirs through entry points.
@@ -128,6 +136,27 @@ def backend_categories(name: str, loaded: LoadedSpec) -> list[str]:
 
     hook = getattr(backend_class(name), "categories", None)
     return list(hook(loaded)) if hook is not None else spec_categories(loaded)
+
+
+def worker_options(name: str, loaded: LoadedSpec, worker: int, workers: int) -> dict[str, Any]:
+    """The keyword arguments worker ``worker`` (of ``workers``) builds its backend with, from the run's spec.
+
+    The backend's class answers through ``worker_options(loaded, worker, workers)`` (CARLA: the spec's
+    ``carla:`` section and the worker's own server); a backend without one takes none (PyBullet).
+    """
+    hook = getattr(backend_class(name), "worker_options", None)
+    return dict(hook(loaded, worker, workers)) if hook is not None else {}
+
+
+def has_worker_options(name: str) -> bool:
+    """Whether the backend builds from the run's spec (so a worker must load it before its first scene)."""
+    return getattr(backend_class(name), "worker_options", None) is not None
+
+
+def exclusive_slots(name: str, loaded: LoadedSpec) -> int | None:
+    """How many shards may run at once, each holding its slot alone (CARLA: one per server); None: no limit."""
+    hook = getattr(backend_class(name), "exclusive_slots", None)
+    return int(hook(loaded)) if hook is not None else None
 
 
 def backend_capabilities(name: str) -> Mapping[str, bool]:

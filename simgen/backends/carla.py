@@ -35,11 +35,12 @@ import contextlib
 import fnmatch
 import logging
 import math
+import os
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -74,10 +75,24 @@ from simgen.errors import BackendUnavailable, DependencyMissing, SimgenError, Sp
 from simgen.frame import FrameBuffers, ModelPart, ObjectInfo
 from simgen.sampling import rng_for
 
+if TYPE_CHECKING:
+    from simgen.spec.loader import LoadedSpec
+
 log = logging.getLogger(__name__)
 
-#: Renderer names the backend accepts; CARLA renders with Unreal Engine whatever is asked.
-RENDERERS = ("auto", "unreal")
+#: Renderer names the backend accepts; CARLA renders with Unreal Engine whatever is asked. ``"fake"`` is the
+#: FAKE test layer (:mod:`simgen.testing.fake_carla`), accepted only while :data:`FAKE_ENV` is set.
+RENDERERS = ("auto", "unreal", "fake")
+#: Test only: ``SIMGEN_FAKE_CARLA=<map.xodr>`` makes every CARLA backend of a run talk to FAKE in-process servers
+#: (one per ``host:port``, the map built from that OpenDRIVE file) instead of real ones. The run's renderer is then
+#: ``"fake"``, so dataset.json names it, and every backend logs a warning: it is never used silently.
+FAKE_ENV = "SIMGEN_FAKE_CARLA"
+#: Test only: a file where each FAKE connection appends ``"<pid> <worker> <host:port>"`` (which worker used which
+#: server).
+FAKE_LOG_ENV = "SIMGEN_FAKE_CARLA_LOG"
+#: ``"host:port,host:port"``: the servers of a run, overriding the spec's ``carla.servers`` (``--carla-servers``).
+#: Read in the main process and passed to every worker with the run's environment.
+SERVERS_ENV = "SIMGEN_CARLA_SERVERS"
 #: Default minimum distance between spawned actors, metres.
 DEFAULT_SEPARATION_M = {"vehicle": 8.0, "walker": 1.5}
 #: Default lane types to spawn on.
@@ -93,6 +108,109 @@ def import_carla() -> ModuleType:
     except ImportError as exc:
         raise DependencyMissing("carla", "carla", "the CARLA backend") from exc
     return carla
+
+
+def parse_server_list(text: str, *, where: str) -> list[str]:
+    """``"host:port,host:port"`` -> ``["host:port", ...]``.
+
+    Raises:
+        SpecError: An empty list, or an entry that is not ``host:port``, naming ``where`` it came from.
+    """
+    servers = [s.strip() for s in text.split(",") if s.strip()]
+    if not servers:
+        raise SpecError("expected 'host:port[,host:port...]', got nothing", path=where)
+    for server in servers:
+        try:
+            parse_server(server)
+        except ValueError as exc:
+            raise SpecError(str(exc), path=where) from None
+    return servers
+
+
+@contextlib.contextmanager
+def servers_override(servers: str | None) -> Iterator[list[str] | None]:
+    """Run a block with :data:`SERVERS_ENV` set to ``servers`` (``--carla-servers``), restored afterwards.
+
+    Raises:
+        SpecError: ``servers`` is not ``host:port[,host:port...]``.
+    """
+    if servers is None:
+        yield None
+        return
+    parsed = parse_server_list(servers, where="--carla-servers")
+    before = os.environ.get(SERVERS_ENV)
+    os.environ[SERVERS_ENV] = ",".join(parsed)
+    try:
+        yield parsed
+    finally:
+        if before is None:
+            os.environ.pop(SERVERS_ENV, None)
+        else:
+            os.environ[SERVERS_ENV] = before
+
+
+def preflight(
+    spec: str | os.PathLike[str],
+    *,
+    workers: int,
+    runner: str,
+    asset_roots: Any = (),
+    servers_given: bool = False,
+    resolution_given: bool = False,
+) -> list[str] | None:
+    """Before a run of a spec or scenario file writes anything: reach every CARLA server it will use.
+
+    Returns None for a spec of another backend. A local run of ``workers`` processes needs as many servers
+    (a Ray run takes one shard per server at a time); every server must answer within ``carla.timeout_s``, so
+    a run with no server fails in one line, with nothing written.
+
+    Raises:
+        SpecError: The spec is invalid, more local workers than servers, ``--carla-servers`` (``servers_given``)
+            for a spec of another backend, or ``--resolution`` (``resolution_given``) for a CARLA spec (it rewrites
+            PyBullet's ``camera``; the ego camera's size is ``carla.ego.camera.width``/``height``).
+        BackendUnavailable: A server did not answer (naming ``host:port`` and how to start one).
+    """
+    from simgen.spec.loader import load_spec, read_spec_file
+
+    raw = read_spec_file(spec)
+    if raw.get("backend") != "carla":
+        if servers_given:
+            raise SpecError(f"--carla-servers applies to backend: carla specs; {spec} is backend: "
+                            f"{raw.get('backend', 'pybullet')}", path="backend")  # fmt: skip
+        return None
+    if resolution_given:
+        raise SpecError(
+            "--resolution sets PyBullet's camera; for backend: carla set carla.ego.camera.width and height in the spec",
+            path="carla.ego.camera",
+        )
+    from simgen.scenarios.engine import is_scenario
+
+    if is_scenario(raw):
+        from simgen.scenarios import load_scenario
+
+        loaded = load_scenario(spec, asset_roots=asset_roots).base
+    else:
+        loaded = load_spec(spec, asset_roots=asset_roots)
+    if runner == "local":
+        CarlaBackend.worker_options(loaded, 0, workers)  # refuses more workers than servers
+    return CarlaBackend.probe(loaded)
+
+
+def _section_of(loaded: LoadedSpec) -> CarlaSection:
+    section = loaded.spec.carla
+    if section is None:  # the spec model refuses backend: carla without it; a spec given as another backend's
+        raise SpecError("the carla backend needs the spec's 'carla:' section", path="carla")
+    return section
+
+
+def _fake_module() -> Any:
+    """The FAKE carla module of this process (:data:`FAKE_ENV`), announced in the log every time."""
+    from simgen.testing.fake_carla import fake_farm
+
+    xodr = os.environ.get(FAKE_ENV, "")
+    log.warning("carla backend: %s is set, so the CARLA servers are FAKE (simgen.testing.fake_carla, map %s)",
+                FAKE_ENV, xodr)  # fmt: skip
+    return fake_farm(xodr, log_path=os.environ.get(FAKE_LOG_ENV) or None)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -230,6 +348,7 @@ class _Built:
     rig: CameraRig | None = None
     settled: bool = False
     frames: list[int] = field(default_factory=list)
+    ticks: int = 0  # ticks rendered since settling
 
 
 class CarlaBackend:
@@ -264,19 +383,126 @@ class CarlaBackend:
         tm_port: int | None = None,
         carla_module: Any = None,
     ) -> None:
-        if renderer not in RENDERERS:
-            raise BackendUnavailable(
-                f"the carla backend renders with Unreal Engine; renderer '{renderer}' is not one of {list(RENDERERS)}"
-                f"{did_you_mean(renderer, RENDERERS)}"
-            )
-        self.renderer = "unreal"
+        self.renderer = type(self).resolve_renderer(renderer)
         self.config = config if isinstance(config, CarlaSection) else CarlaSection.model_validate(dict(config or {}))
         host, port = parse_server(server) if server else (self.config.host, self.config.port)
+        if carla_module is None and self.renderer == "fake":
+            carla_module = _fake_module()
         self._session = _Session(carla_module or import_carla(), host, port, self.config.timeout_s)
         self._tm_port = tm_port
         self._finalizer = weakref.finalize(self, self._session.close)
         self._built: _Built | None = None
         self._session.connect()
+
+    # -- what the engine asks the class (see simgen.backends) ------------------------------------------------
+
+    @classmethod
+    def resolve_renderer(cls, requested: str) -> str:
+        """``"unreal"`` (what a server renders with), or ``"fake"`` while :data:`FAKE_ENV` is set (tests).
+
+        Raises:
+            BackendUnavailable: An unknown renderer (with a "did you mean"), ``"fake"`` without :data:`FAKE_ENV`,
+                or a real renderer asked for while :data:`FAKE_ENV` is set.
+        """
+        if requested not in RENDERERS:
+            raise BackendUnavailable(
+                f"the carla backend renders with Unreal Engine; renderer '{requested}' is not one of "
+                f"{list(RENDERERS)}{did_you_mean(requested, RENDERERS)}"
+            )
+        fake = bool(os.environ.get(FAKE_ENV))
+        if requested == "fake" and not fake:
+            raise BackendUnavailable(
+                f"renderer 'fake' is simgen's FAKE CARLA layer for tests; it runs only with {FAKE_ENV}=<map.xodr> set"
+            )
+        if requested == "unreal" and fake:
+            raise BackendUnavailable(f"{FAKE_ENV} is set, so every CARLA server is FAKE; unset it to render with one")
+        return "fake" if fake else "unreal"
+
+    @classmethod
+    def worker_env(cls, workers: int) -> dict[str, str]:
+        """The run's server list and test settings, passed on to every worker (a Ray worker too)."""
+        return {k: os.environ[k] for k in (SERVERS_ENV, FAKE_ENV, FAKE_LOG_ENV) if os.environ.get(k)}
+
+    @classmethod
+    def categories(cls, loaded: LoadedSpec) -> list[str]:
+        """Every category the spec's actors can get, in a fixed order (ids = position + 1), before any server runs.
+
+        The ego's and each group's own ``category`` (when labeled) come first, then the label rules' in rule
+        order (map actors get theirs from the rules too), then ``labels.unmatched`` unless it is ``"skip"``.
+        """
+        section = _section_of(loaded)
+        found: list[str] = []
+        if section.ego.labeled and section.ego.category:
+            found.append(section.ego.category)
+        found += [g.category for g in section.actors if g.labeled and g.category]
+        found += [rule.category for rule in section.labels.rules]
+        if section.labels.unmatched != "skip":
+            found.append(section.labels.unmatched)
+        return list(dict.fromkeys(found))
+
+    @classmethod
+    def servers(cls, loaded: LoadedSpec) -> list[str]:
+        """The run's servers as ``"host:port"``: :data:`SERVERS_ENV` if set, else ``carla.servers``, else host:port.
+
+        Raises:
+            SpecError: :data:`SERVERS_ENV` holds something that is not ``host:port``.
+        """
+        text = os.environ.get(SERVERS_ENV, "").strip()
+        if text:
+            return parse_server_list(text, where=SERVERS_ENV)
+        return [f"{h}:{p}" for h, p in _section_of(loaded).server_list()]
+
+    @classmethod
+    def exclusive_slots(cls, loaded: LoadedSpec) -> int:
+        """How many shards may run at once: one per server (a synchronous server obeys one client)."""
+        return len(cls.servers(loaded))
+
+    @classmethod
+    def worker_options(cls, loaded: LoadedSpec, worker: int, workers: int) -> dict[str, Any]:
+        """The keyword arguments of worker ``worker``'s backend: the section, server ``worker % n``, a TM port.
+
+        Each worker on a machine gets its own traffic-manager port (``traffic_manager.port + worker``): a second
+        process asking for a port joins the first one's traffic manager, and with it the first one's server.
+
+        Raises:
+            SpecError: More workers than servers: two clients cannot share a synchronous server.
+        """
+        servers = cls.servers(loaded)
+        if workers > len(servers):
+            raise SpecError(
+                f"{workers} workers but {len(servers)} CARLA server(s): each worker needs a server of its own "
+                "(a server in synchronous mode obeys one client); list more with --carla-servers host:port,... or "
+                "carla.servers, or run fewer --workers",
+                path="carla.servers",
+            )
+        section = _section_of(loaded)
+        return {
+            "config": section,
+            "server": servers[worker % len(servers)],
+            "tm_port": int(section.traffic_manager.port) + worker,
+        }
+
+    @classmethod
+    def probe(cls, loaded: LoadedSpec) -> list[str]:
+        """Connect to every server of the run at once and return them; nothing is spawned or changed.
+
+        Raises:
+            BackendUnavailable: The first server that did not answer within ``carla.timeout_s``, in one line.
+            DependencyMissing: The ``carla`` client is not installed.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        servers = cls.servers(loaded)
+        section = _section_of(loaded)
+        renderer = cls.resolve_renderer("auto")
+
+        def reach(server: str) -> None:
+            cls(renderer, config=section, server=server).close()
+
+        with ThreadPoolExecutor(max_workers=min(len(servers), 16)) as pool:
+            for future in [pool.submit(reach, s) for s in servers]:
+                future.result()
+        return servers
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -371,7 +597,10 @@ class CarlaBackend:
     # -- render ------------------------------------------------------------------------------------------
 
     def render(self, view: Mapping[str, Any], *, visibility: bool = False) -> FrameBuffers:
-        """Tick ``view["carla"]["ticks"]`` times (at least once) and return the ego cameras' frame-matched images.
+        """Tick (at least once) and return the ego cameras' frame-matched images.
+
+        The view is taken at ``view["carla"]["at_tick"]`` ticks after the scene settled when given (a view the
+        world has already passed gets one tick), else after ``view["carla"]["ticks"]`` more ticks.
 
         Raises:
             BackendUnavailable: ``visibility=True`` (CARLA cannot render an object alone), a sensor that
@@ -390,8 +619,11 @@ class CarlaBackend:
                 session.world.set_weather(make_weather(session.carla, state.weather.preset, state.weather.fields))
             rig = self._rig(built, state.camera)
             frame = 0
-            for _ in range(max(1, state.ticks)):
+            # An absolute tick makes a view independent of which views before it were rendered (a resume).
+            n = max(1, state.ticks) if state.at_tick is None else max(1, state.at_tick - built.ticks)
+            for _ in range(n):
                 frame = int(session.world.tick(session.timeout_s))
+            built.ticks += n
             images = {name: q.get(frame, state.camera.sensor_timeout_s) for name, q in rig.queues.items()}
             snapshot = session.world.get_snapshot()
             if int(snapshot.frame) != frame:
@@ -527,7 +759,7 @@ class _Builder:
         spawned: list[tuple[ActorState, Any, SpawnPoint]] = []
         missing: list[str] = []
         for group, members in _groups(state.actors):
-            got = self._spawn_group(group, members, centre)
+            got = self._spawn_group(group, members, ego_point)
             spawned += [g for g in got if g[1] is not None]  # type: ignore[misc]
             missing += [a.uid for a, actor, _ in got if actor is None]
         if missing:
@@ -637,14 +869,22 @@ class _Builder:
         )
 
     def _spawn_group(
-        self, group: str, members: list[ActorState], centre: Any
+        self, group: str, members: list[ActorState], ego_point: SpawnPoint
     ) -> list[tuple[ActorState, Any, SpawnPoint | None]]:
         first = members[0]
-        points = iter(self._points(group, first.kind, first.spawn, centre, limit=4 * len(members) + 16))
+        lane_points: list[SpawnPoint] = []
+        if first.offset is None:
+            lane_points = self._points(group, first.kind, first.spawn, ego_point.location, limit=4 * len(members) + 16)
+        points = iter(lane_points)
         out: list[tuple[ActorState, Any, SpawnPoint | None]] = []
         for member in members:
             bp = self._blueprint(member.blueprint, member.color, f"carla.actors[{group}].blueprints")
             actor, where = None, None
+            if member.offset is not None:  # placed relative to the ego: that one point, or missing
+                point = ego_relative(ego_point, *member.offset, ego_lift_m=self.state.ego.spawn.lift_m)
+                actor = self._try_spawn(bp, point)
+                out.append((member, actor, point if actor is not None else None))
+                continue
             for point in points:
                 actor = self._try_spawn(bp, point)
                 if actor is not None:
@@ -729,6 +969,24 @@ class _Builder:
         if len(objects) > 65535:
             raise BackendUnavailable(f"carla: {len(objects)} objects do not fit simgen's uint16 instance ids")
         return objects
+
+
+def ego_relative(
+    ego: SpawnPoint, forward_m: float, right_m: float, yaw_deg: float, lift_m: float, *, ego_lift_m: float
+) -> SpawnPoint:
+    """The point ``forward_m`` ahead of and ``right_m`` to the right of the ego's spawn point, turned ``yaw_deg``.
+
+    Its height is the ego's lane (its spawn point less ``ego_lift_m``) plus ``lift_m``.
+
+    CARLA's world is left-handed (x forward, y right, z up; yaw turns x towards y), so with the ego's yaw
+    ``a`` its forward axis is ``(cos a, sin a)`` and its right axis ``(-sin a, cos a)``.
+    """
+    a = math.radians(ego.rotation[1])
+    x = ego.location[0] + forward_m * math.cos(a) - right_m * math.sin(a)
+    y = ego.location[1] + forward_m * math.sin(a) + right_m * math.cos(a)
+    z = ego.location[2] - ego_lift_m + lift_m
+    yaw = (ego.rotation[1] + yaw_deg + 180.0) % 360.0 - 180.0
+    return SpawnPoint((x, y, z), (0.0, yaw, 0.0), -1, -1, 0, 0.0, "EgoRelative", 0.0)
 
 
 def _groups(actors: Mapping[str, ActorState]) -> list[tuple[str, list[ActorState]]]:

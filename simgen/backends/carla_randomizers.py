@@ -13,6 +13,7 @@ server to sample. :data:`RANDOMIZERS` lists the registry names and targets.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -104,6 +105,15 @@ class CarlaSceneSampler(Randomizer):
                 blueprint = pick_blueprint(group.choices(), rng)
                 color = pick_color(group.color, rng)
                 speed = float(sample(behaviour.speed_mps if behaviour else 1.4, rng, i))
+                offset = None
+                if group.place is not None:  # drawn only for placed groups: lane groups keep their draws
+                    place = group.place
+                    offset = [
+                        float(sample(place.forward_m, rng, i)) + k * float(place.step_m),
+                        float(sample(place.right_m, rng, i)),
+                        float(sample(place.yaw_deg, rng, i)),
+                        float(place.lift_m),
+                    ]
                 actors[uid] = ActorState(
                     uid=uid,
                     group=group.name,
@@ -117,20 +127,25 @@ class CarlaSceneSampler(Randomizer):
                     walker_ai=not vehicle and (behaviour is None or behaviour.ai),
                     walker_speed_mps=None if vehicle else min(max(speed, 0.0), 10.0),
                     spawn=group.spawn,
+                    offset=offset,
                 )
         tm = section.traffic_manager
+        tm_numbers = (float(sample(tm.distance_to_leading_m, rng, i)), float(sample(tm.speed_difference_pct, rng, i)))
+        cross = float(sample(section.pedestrians_cross_factor, rng, i))
+        ticks_per_view = sample_int(section.ego.camera.ticks_per_view, rng, i)  # one pace for the scene's views
         scene = CarlaScene(
             seed=seed,
             town=section.town,
             fixed_delta_seconds=section.fixed_delta_seconds,
             warmup_ticks=section.warmup_ticks,
+            ticks_per_view=ticks_per_view,
             traffic_manager=TrafficManagerState(
                 port=tm.port,
                 hybrid_physics=tm.hybrid_physics,
-                distance_to_leading_m=float(sample(tm.distance_to_leading_m, rng, i)),
-                speed_difference_pct=float(sample(tm.speed_difference_pct, rng, i)),
+                distance_to_leading_m=tm_numbers[0],
+                speed_difference_pct=tm_numbers[1],
             ),
-            pedestrians_cross_factor=float(sample(section.pedestrians_cross_factor, rng, i)),
+            pedestrians_cross_factor=cross,
             ego=ego,
             actors=actors,
             labels=section.labels,
@@ -147,7 +162,11 @@ class CarlaCameraMount(Randomizer):
     reads: ClassVar[tuple[str, ...]] = ("carla",)
 
     def sample(self, rng: np.random.Generator, ctx: SampleContext) -> dict[str, Any]:
-        """Return ``{"carla": {"camera": CameraState, "ticks": n}}``."""
+        """Return ``{"carla": {"camera": CameraState, "ticks": n, "at_tick": t}}``.
+
+        ``at_tick`` (when the scene state has its ``ticks_per_view``): view ``k`` of its scene is taken
+        ``(k + 1) * ticks_per_view`` ticks after the scene settled.
+        """
         cam = _section(ctx, self.name).ego.camera
         i = ctx.index
         loc_jitter = abs(float(sample(cam.location_jitter_m, rng, i)))
@@ -162,7 +181,15 @@ class CarlaCameraMount(Randomizer):
             rotation=rotation,
             sensor_timeout_s=cam.sensor_timeout_s,
         )
-        return {"carla": {"camera": state.model_dump(mode="json"), "ticks": sample_int(cam.ticks_per_view, rng, i)}}
+        ticks = sample_int(cam.ticks_per_view, rng, i)
+        view: dict[str, Any] = {"camera": state.model_dump(mode="json"), "ticks": ticks}
+        scene = ctx.state.get("carla") if isinstance(ctx.state, Mapping) else None
+        per_scene = getattr(ctx.spec, "frames_per_scene", None)
+        if isinstance(scene, Mapping) and "ticks_per_view" in scene and isinstance(per_scene, int):
+            # View k of its scene is taken at an absolute tick, so a resumed run that renders it alone (after a
+            # fresh build and settle) sees the world the first run saw.
+            view["at_tick"] = (i % per_scene + 1) * int(scene["ticks_per_view"])
+        return {"carla": view}
 
 
 class WeatherParams(RandomizerParams):

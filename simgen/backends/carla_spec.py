@@ -72,7 +72,7 @@ DEFAULT_MAP_ACTORS: tuple[str, ...] = (
 #: How to start a server, quoted by every connection error.
 SERVER_HINT = (
     "start one with `docker run -d --rm --gpus all --net=host carlasim/carla:0.9.16 bash CarlaUE4.sh -RenderOffScreen "
-    "-nosound` (see docs/carla.md) or set carla.host/carla.port"
+    "-nosound` (see docs/carla.md), or point carla.host/carla.port or --carla-servers at one"
 )
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=100)]
@@ -189,6 +189,25 @@ class LaneSpawn(_Model):
     )
 
 
+class EgoOffset(_Model):
+    """A place relative to the ego's spawn point, in the ego's frame (x forward, y right, CARLA's axes).
+
+    For scripted situations the lanes alone cannot make: a vehicle parked just ahead, a pedestrian behind it, a
+    car in the next lane angled into the ego's. The ego's spawn point is on a lane, so small offsets stay on the
+    road; a point where the server refuses to spawn (a wall) leaves the actor ``missing``.
+    """
+
+    forward_m: Annotated[Scalar, Bounds(-1000, 1000)] = Field(default=10.0, description="ahead of the ego")
+    right_m: Annotated[Scalar, Bounds(-1000, 1000)] = Field(default=0.0, description="to the ego's right")
+    yaw_deg: Annotated[Scalar, Bounds(-360, 360)] = Field(
+        default=0.0, description="heading relative to the ego's (positive: turning right)"
+    )
+    step_m: Annotated[Number, Field(ge=-100, le=100)] = Field(
+        default=0.0, description="each next actor of the group this much further ahead"
+    )
+    lift_m: Annotated[Number, Field(ge=0, le=5)] = Field(default=0.3, description="spawn this far above the ground")
+
+
 class WalkerBehaviour(_Model):
     """A walker's AI controller: walks to random navigable points at a sampled speed."""
 
@@ -206,6 +225,9 @@ class ActorGroup(_Model):
     )
     count: Annotated[IntScalar, Bounds(0, 10000, integer=True)] = 1
     spawn: LaneSpawn = Field(default_factory=LaneSpawn)
+    place: EgoOffset | None = Field(
+        default=None, description="spawn relative to the ego (scripted situations) instead of on lane spawn points"
+    )
     autopilot: bool | None = Field(default=None, description="vehicles: traffic manager autopilot (default true)")
     walker: WalkerBehaviour | None = Field(default=None, description="walkers: AI controller (default on)")
     color: ColorChoice = Field(default="recommended", description="vehicles whose blueprint has a 'color' attribute")
@@ -219,6 +241,8 @@ class ActorGroup(_Model):
             raise FieldProblem(("autopilot",), "walkers have no autopilot; use walker: {ai: true}")
         if self.kind == "vehicle" and self.walker is not None:
             raise FieldProblem(("walker",), "walker settings apply to kind: walker only")
+        if self.place is not None and "spawn" in self.model_fields_set:
+            raise FieldProblem(("place",), "give spawn (lane spawn points) or place (relative to the ego), not both")
         if self.blueprints is not None:
             if not self.blueprints:
                 raise FieldProblem(("blueprints",), "give at least one blueprint filter (or leave it out)")
@@ -439,6 +463,9 @@ class ActorState(_State):
     walker_ai: bool = False
     walker_speed_mps: Annotated[float, Field(ge=0, le=10)] | None = None
     spawn: LaneSpawn = Field(default_factory=LaneSpawn)
+    offset: Annotated[list[float], Field(min_length=4, max_length=4)] | None = Field(
+        default=None, description="[forward_m, right_m, yaw_deg, lift_m] from the ego's spawn point, else lane spawn"
+    )
 
 
 class EgoState(_State):
@@ -487,6 +514,9 @@ class CarlaScene(_State):
     town: str | None = None
     fixed_delta_seconds: Annotated[float, Field(gt=0, le=0.1)] = 0.05
     warmup_ticks: Annotated[int, Field(ge=0, le=100000)] = 20
+    ticks_per_view: Annotated[int, Field(ge=0, le=100000)] = Field(
+        default=10, description="view k of the scene is taken (k + 1) x this many ticks after settling"
+    )
     traffic_manager: TrafficManagerState = Field(default_factory=TrafficManagerState)
     pedestrians_cross_factor: Annotated[float, Field(ge=0, le=1)] = 0.0
     ego: EgoState
@@ -521,6 +551,12 @@ class CarlaView(_State):
     ticks: Annotated[int, BeforeValidator(integral), Field(ge=0, le=100000)] = Field(
         default=1, description="ticks before this view's images (at least one tick always runs)"
     )
+    at_tick: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
+        default=None,
+        description="ticks since the scene settled at which this view is taken (replaces ticks): the backend ticks "
+        "up to it, at least once, so a view renders the same world whether or not the views before it were rendered "
+        "(a resumed run redoes single frames)",
+    )
     weather: WeatherState | None = None
 
 
@@ -544,6 +580,7 @@ __all__ = [
     "CategoryRule",
     "ColorPick",
     "Ego",
+    "EgoOffset",
     "EgoState",
     "LabelMapping",
     "LaneSpawn",

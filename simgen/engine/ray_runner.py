@@ -20,7 +20,7 @@ from typing import Any
 
 from simgen.engine.failures import SigtermScope, raise_write_error, worker_crashed
 from simgen.engine.shard import ShardJob, ShardResult, run_shard
-from simgen.engine.worker import WorkerSetup, close_backends, warm_up
+from simgen.engine.worker import WorkerSetup, bind_job, close_backends, job_slots, set_worker, warm_up
 from simgen.errors import DependencyMissing, RunnerUnavailable, SimgenError
 
 MAX_RETRIES = 3
@@ -28,12 +28,23 @@ MAX_RETRIES = 3
 CONNECT_TIMEOUT_S = 5.0
 
 
-def _task(job: ShardJob, env: dict[str, str]) -> ShardResult:
+def _task(job: ShardJob, env: dict[str, str], slot: int | None = None, slots: int = 1) -> ShardResult:
     # Set here rather than through a runtime_env: Ray then reuses its pre-started workers instead of
     # starting a dedicated set for that environment. It must precede the worker's first simulator.
     for key, value in env.items():
         os.environ.setdefault(key, value)
-    return run_shard(job)
+    if slot is None:
+        set_worker(0, 1)
+        bind_job(job)
+        return run_shard(job)
+    # A slot is a server this task holds alone (CARLA); the next task of the slot may run in another process,
+    # so the client lets the server go (actors destroyed, settings restored) before the slot is handed back.
+    set_worker(slot, slots)
+    try:
+        bind_job(job)
+        return run_shard(job)
+    finally:
+        close_backends()
 
 
 def _no_setup(workers: int) -> WorkerSetup:
@@ -134,6 +145,9 @@ class RayRunner:
         """
         ray = self.ray
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_task)
+        slots = job_slots(jobs[0]) if jobs else None
+        if slots is not None:
+            return self._run_in_slots(remote, jobs, slots, progress)
         refs = {remote.remote(job, self.env): i for i, job in enumerate(jobs)}
         results: dict[int, ShardResult] = {}
         pending = list(refs)
@@ -141,6 +155,31 @@ class RayRunner:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 i = refs[ref]
+                results[i] = self._result(ref, jobs[i])
+                if progress:
+                    progress(results[i].frames + results[i].reused)
+        return [results[i] for i in range(len(jobs))]
+
+    def _run_in_slots(
+        self, remote: Any, jobs: Sequence[ShardJob], slots: int, progress: Callable[[int], None] | None
+    ) -> list[ShardResult]:
+        """At most ``slots`` tasks at once, each holding its slot (a CARLA server: ``servers[slot]``) alone.
+
+        The driver hands a finished task's slot to the next shard, so two tasks never drive one server, however
+        many CPUs the cluster has.
+        """
+        free = list(range(slots))
+        todo = list(range(len(jobs)))
+        running: dict[Any, tuple[int, int]] = {}  # ref -> (job index, slot)
+        results: dict[int, ShardResult] = {}
+        while todo or running:
+            while todo and free:
+                i, slot = todo.pop(0), free.pop(0)
+                running[remote.remote(jobs[i], self.env, slot, slots)] = (i, slot)
+            done, _ = self.ray.wait(list(running), num_returns=1)
+            for ref in done:
+                i, slot = running.pop(ref)
+                free.append(slot)
                 results[i] = self._result(ref, jobs[i])
                 if progress:
                     progress(results[i].frames + results[i].reused)

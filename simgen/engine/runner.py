@@ -44,7 +44,15 @@ from simgen.engine.failures import (
     worker_crashed,
 )
 from simgen.engine.shard import ShardJob, ShardResult, run_shard
-from simgen.engine.worker import WorkerSetup, close_backends, init_worker, warm_up, worker_run
+from simgen.engine.worker import (
+    WorkerSetup,
+    bind_job,
+    close_backends,
+    init_worker,
+    set_worker,
+    warm_up,
+    worker_run,
+)
 from simgen.errors import SimgenError
 
 if TYPE_CHECKING:
@@ -111,9 +119,11 @@ class InProcessRunner:
         results = []
         for key, value in self.env.items():
             os.environ.setdefault(key, value)
+        set_worker(0, 1)
         try:
             for job in jobs:
                 try:
+                    bind_job(job)
                     results.append(run_shard(job, progress))
                 except OSError as exc:
                     raise_write_error(exc, job.out)
@@ -155,11 +165,12 @@ class PoolRunner:
         # A fresh queue per pool: a worker killed while writing to the old one may have left its lock held.
         self.queue = self.ctx.Queue()
         self.running, self.seen = {}, {}
+        counter = self.ctx.Value("i", 0)  # each worker takes the next index as it starts (CARLA: its server)
         pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=self.ctx,
             initializer=init_worker,
-            initargs=(self.queue, self.env, os.getpid()),
+            initargs=(self.queue, self.env, os.getpid(), counter, self.workers),
         )
         with sigint_blocked():
             warming = [pool.submit(warm_up, self.setup.imports) for _ in range(self.workers)]

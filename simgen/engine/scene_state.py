@@ -14,7 +14,7 @@ import numpy as np
 
 from simgen.assets import resolve_asset
 from simgen.frame import FrameBuffers
-from simgen.randomizers import CORE_SCENE, CORE_VIEW, REGISTRY, Randomizer, SampleContext, SensorRandomizer
+from simgen.randomizers import REGISTRY, Randomizer, SampleContext, SensorRandomizer, core_randomizers
 from simgen.sampling import rng_for
 from simgen.spec.loader import LoadedSpec, randomizer_params
 
@@ -63,9 +63,10 @@ class RandomizerSet:
 
     @classmethod
     def from_spec(cls, loaded: LoadedSpec) -> RandomizerSet:
-        """Core randomizers first (they read their spec sections), then the spec's list in order."""
-        scene: list[Randomizer] = [REGISTRY.get(n)() for n in CORE_SCENE]
-        view: list[Randomizer] = [REGISTRY.get(n)() for n in CORE_VIEW]
+        """The backend's core randomizers first (they read their spec sections), then the spec's list in order."""
+        core_scene, core_view = core_randomizers(loaded.spec.backend)
+        scene: list[Randomizer] = [REGISTRY.get(n)() for n in core_scene]
+        view: list[Randomizer] = [REGISTRY.get(n)() for n in core_view]
         sensor: list[SensorRandomizer] = []
         for i, entry in enumerate(loaded.spec.randomizers):
             rcls = REGISTRY.get(entry.type)

@@ -1,7 +1,9 @@
 """The worker side of a run: each process's backend cache, its warm-up, its environment and its ties to the parent.
 
 A worker process (a pool worker or a Ray worker) keeps one simulator client per ``(backend, renderer)`` and
-reuses it, reset per scene, for every shard it runs (:func:`acquire_backend`). A client that leaks with every
+reuses it, reset per scene, for every shard it runs (:func:`acquire_backend`). A worker has an index (a pool
+worker's order of start, a Ray task's slot); a backend that needs the run's spec (CARLA: which server this
+worker uses) gets its arguments from the shard's job and that index (:func:`bind_job`). A client that leaks with every
 build asks to be restarted now and then (its ``recycling``, see :class:`~simgen.backends.base.Recycling`);
 restarting never changes the output. Pool workers are initialized by :func:`init_worker` (signals,
 environment, dying with the parent) and warmed up by :func:`warm_up` while the main process prepares the run.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import json
 import logging
 import os
 import signal
@@ -53,20 +56,75 @@ class WorkerSetup:
     imports: tuple[str, ...] = ()
 
 
+# --- which worker this process is, and what its backend is built with ---------------------------------------
+
+#: ``[index, count]`` of this process among the run's workers (0 of 1 in the main process). A pool worker takes
+#: its index from the pool's counter as it starts; a Ray task gets the slot the driver gave it.
+_WORKER: list[int] = [0, 1]
+#: Backend name -> the keyword arguments the current shard's backend is built with (from its spec).
+_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def current_worker() -> int:
+    """This process's worker index (0-based): CARLA's worker k uses server ``k % len(servers)``."""
+    return _WORKER[0]
+
+
+def set_worker(index: int, count: int) -> None:
+    """Record this process's worker index and the run's worker count (before its first shard)."""
+    _WORKER[:] = [int(index), max(int(count), 1)]
+
+
+def bind_job(job: ShardJob) -> None:
+    """Before a shard runs here: the arguments its backend gets, from the job's spec and this worker's index.
+
+    Only a backend that asks for them (``worker_options``, see :func:`simgen.backends.worker_options`) makes
+    this process load the spec; a PyBullet shard binds nothing.
+
+    Raises:
+        SimgenError: The backend refuses the run (CARLA: more workers than servers).
+    """
+    from simgen.backends import has_worker_options, worker_options
+
+    name, source = getattr(job.task, "backend", None), getattr(job.task, "source", None)
+    _OPTIONS.clear()
+    if not isinstance(name, str) or source is None or not has_worker_options(name):
+        return
+    index, count = _WORKER
+    _OPTIONS[name] = worker_options(name, source.load(), index, count)
+
+
+def job_slots(job: ShardJob) -> int | None:
+    """How many shards of this job's run may run at once (CARLA: one per server), or None for no limit."""
+    from simgen.backends import exclusive_slots, has_worker_options
+
+    name, source = getattr(job.task, "backend", None), getattr(job.task, "source", None)
+    if not isinstance(name, str) or source is None or not has_worker_options(name):
+        return None
+    return exclusive_slots(name, source.load())
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, default=repr)
+
+
 # --- the backend cache ------------------------------------------------------------------------------------
 
-_BACKENDS: dict[tuple[str, str], Backend] = {}
-_BUILDS: dict[tuple[str, str], int] = {}
-_RECYCLE: dict[tuple[str, str], RecyclePolicy] = {}
+_BACKENDS: dict[tuple[str, str, str], Backend] = {}
+_BUILDS: dict[tuple[str, str, str], int] = {}
+_RECYCLE: dict[tuple[str, str, str], RecyclePolicy] = {}
 
 
 def acquire_backend(name: str, renderer: str) -> Backend:
     """This process's simulator for the next scene: one client per ``(name, renderer)``, reused and reset per scene.
 
+    The client is built with the arguments :func:`bind_job` found for the current shard (none for PyBullet; a
+    CARLA shard's spec section and this worker's server), and one is kept per set of arguments.
     A client whose ``recycling`` says it leaks is closed and started again when its policy says so (the
     output does not change: a fresh client settles and renders bit-identically).
     """
-    key = (name, renderer)
+    options = _OPTIONS.get(name, {})
+    key = (name, renderer, _options_key(options))
     backend = _BACKENDS.get(key)
     recycling = getattr(backend, "recycling", None) if backend is not None else None
     if backend is not None and recycling is not None:
@@ -80,7 +138,7 @@ def acquire_backend(name: str, renderer: str) -> Backend:
         pin_mmap_threshold()
         from simgen.backends import make_backend
 
-        backend = _BACKENDS[key] = make_backend(name, renderer=renderer)
+        backend = _BACKENDS[key] = make_backend(name, renderer=renderer, **options)
         _BUILDS[key] = 0
     _BUILDS[key] += 1
     return backend
@@ -129,10 +187,18 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def init_worker(queue: Any, env: dict[str, str], parent_pid: int) -> None:
-    """Initializer of a pool worker: ignore Ctrl-C, die with the parent, set the run's environment."""
+def init_worker(queue: Any, env: dict[str, str], parent_pid: int, counter: Any = None, workers: int = 1) -> None:
+    """Initializer of a pool worker: ignore Ctrl-C, die with the parent, set the run's environment.
+
+    ``counter`` (a shared ``multiprocessing.Value``) hands each of the pool's ``workers`` its index, in start order.
+    """
     global _QUEUE  # per worker process: where run_shard reports finished records
     _QUEUE = queue
+    if counter is not None:
+        with counter.get_lock():
+            index = int(counter.value)
+            counter.value += 1
+        set_worker(index % max(workers, 1), workers)
     # The main process handles Ctrl-C and stops the pool; SIGINT was blocked since this process started.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
@@ -153,6 +219,7 @@ def worker_run(job: ShardJob, index: int) -> ShardResult:
     """Run one shard in a pool worker, telling the main process which shard it runs and each finished record."""
     from simgen.engine.shard import run_shard
 
+    bind_job(job)
     if _QUEUE is None:
         return run_shard(job)
     queue = _QUEUE

@@ -71,8 +71,12 @@ class LoadedSpec:
         self.roots = roots
 
     def resolved(self) -> dict[str, Any]:
-        """The spec with every default filled in (what dataset.json records)."""
-        return self.spec.model_dump(mode="json")
+        """The spec with every default filled in (what dataset.json records).
+
+        A spec without a ``carla:`` section resolves without the key, so a PyBullet spec's record and hash are
+        what they were before the section existed.
+        """
+        return self.spec.model_dump(mode="json", exclude={"carla"} if self.spec.carla is None else None)
 
     def digest(self) -> str:
         """SHA-256 of the resolved spec's canonical JSON."""
@@ -474,12 +478,13 @@ def randomizer_params(spec_entry: Any, cls: type, where: str, source: str | None
 
 def _check_randomizers(spec: SceneSpec, source: str | None) -> list[tuple[str, Randomizer]]:
     """Check every randomizer entry's type and parameters; return each built, with its field path."""
-    from simgen.randomizers import CORE_SCENE, CORE_VIEW, REGISTRY
+    from simgen.randomizers import REGISTRY, all_core_randomizers
 
+    cores = all_core_randomizers()
     built: list[tuple[str, Randomizer]] = []
     for i, entry in enumerate(spec.randomizers):
         where = f"randomizers[{i}]"
-        if entry.type in (*CORE_SCENE, *CORE_VIEW):
+        if entry.type in cores:
             raise SpecError(
                 f"'{entry.type}' always runs from its spec section; configure that section instead",
                 path=f"{where}.type",

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from simgen.backends.carla_spec import CarlaSection
 from simgen.sampling import (
     Bounds,
     Integer,
@@ -445,10 +446,37 @@ class SceneSpec(_Model):
     asset_roots: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         default_factory=list, max_length=64, description="extra folders assets may come from"
     )
+    carla: CarlaSection | None = Field(
+        default=None, description="backend: carla only: the server, ego vehicle and camera, actor groups, labels"
+    )
+
+    @model_validator(mode="after")
+    def _backend_section(self) -> SceneSpec:
+        # Each backend reads its own section; a section the backend ignores would be silently dropped.
+        if self.backend == "carla" and self.carla is None:
+            raise FieldProblem(
+                ("carla",),
+                "backend: carla needs a 'carla:' section (server, ego vehicle and camera, actor groups); "
+                "see scenes/carla/urban_sweep.yaml and docs/carla.md",
+            )
+        if self.backend != "carla" and self.carla is not None:
+            raise FieldProblem(
+                ("carla",),
+                f"the 'carla:' section applies to backend: carla only, but backend is '{self.backend}'; "
+                "set backend: carla or remove the section",
+            )
+        if self.backend == "carla":
+            for section in ("objects", "fixtures"):
+                if getattr(self, section):
+                    raise FieldProblem(
+                        (section,),
+                        f"backend: carla spawns actors from carla.actors; '{section}' is a PyBullet section, remove it",
+                    )
+        return self
 
     @model_validator(mode="after")
     def _something_to_render(self) -> SceneSpec:
-        if not self.objects and not self.fixtures:
+        if self.backend != "carla" and not self.objects and not self.fixtures:
             raise FieldProblem(
                 ("objects",),
                 "nothing to render: a spec needs at least one object group under 'objects' "

@@ -105,10 +105,14 @@ def check_randomizer(
     * the patch is plain JSON (it round-trips through ``json`` unchanged);
     * sampling never imports or uses a simulator.
 
+    Without ``ctx``, or with one whose spec lacks a backend section the randomizer reads (``reads =
+    ("carla",)``), it is checked against a library scene that has that section (``scenes/carla/night_rain.yaml``).
+
     Raises:
         AssertionError: With what was violated.
     """
-    ctx = ctx or example_context()
+    if ctx is None or _lacks_section(randomizer, ctx):
+        ctx = example_context(_library_scene_for(randomizer))
     patches = []
     with no_simulator():
         for seed in seeds:
@@ -122,6 +126,25 @@ def check_randomizer(
             patches.append(text)
     if len(set(patches)) == 1 and patches[0] != "{}":
         raise AssertionError(f"{randomizer.name}: different seeds gave the same patch; is the rng used?")
+
+
+#: Spec sections a backend's randomizers read, and the library scene that has one (to check them against).
+SECTION_SCENES = {"carla": "carla/night_rain.yaml"}
+
+
+def _lacks_section(randomizer: Randomizer, ctx: SampleContext) -> bool:
+    """Whether the randomizer reads a backend's section (``reads``) that the context's spec does not have."""
+    return any(
+        getattr(ctx.spec, name, None) is None for name in getattr(randomizer, "reads", ()) if name in SECTION_SCENES
+    )
+
+
+def _library_scene_for(randomizer: Randomizer) -> Path | None:
+    """The library scene with the backend section the randomizer reads (a CARLA scene for ``carla/*``), else None."""
+    for name in getattr(randomizer, "reads", ()):
+        if name in SECTION_SCENES:
+            return scene_library_path(SECTION_SCENES[name])
+    return None
 
 
 def _plain_json(name: str, patch: dict[str, Any]) -> str:

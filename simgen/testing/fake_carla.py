@@ -32,6 +32,7 @@ import collections
 import fnmatch
 import math
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -89,6 +90,7 @@ DEFAULT_BLUEPRINTS: tuple[BlueprintSpec, ...] = (
     _vehicle("vehicle.tesla.model3", "car", (2.4, 1.05, 0.75), (14,)),
     _vehicle("vehicle.lincoln.mkz_2020", "car", (2.45, 1.05, 0.75), (14,)),
     _vehicle("vehicle.carlamotors.carlacola", "truck", (2.6, 1.3, 1.25), (15,)),
+    _vehicle("vehicle.mercedes.sprinter", "van", (2.96, 1.0, 1.28), (14,)),
     _vehicle("vehicle.mitsubishi.fusorosa", "bus", (5.1, 1.95, 1.9), (16,)),
     _vehicle("vehicle.yamaha.yzf", "motorcycle", (1.1, 0.43, 0.8), (18, 13)),
     _vehicle("vehicle.diamondback.century", "bicycle", (0.82, 0.19, 0.8), (19, 13)),
@@ -380,6 +382,8 @@ class FakeServer:
         first_actor_id: The id of the first actor spawned.
         autopilot_speed_mps: Speed of vehicles on autopilot (straight ahead).
         ground_z: Height of the ground plane.
+        version: What ``get_server_version`` answers.
+        any_town: ``load_world`` accepts any town name (and keeps this map); else only this map's name.
     """
 
     def __init__(
@@ -396,12 +400,14 @@ class FakeServer:
         autopilot_speed_mps: float = 8.0,
         ground_z: float = 0.0,
         version: str = "0.9.16",
+        any_town: bool = False,
     ) -> None:
         carla = real_carla()
         self.carla = carla
         self.map = carla.Map(map_name, xodr)
         self.library = FakeBlueprintLibrary(blueprints)
         self.version = version
+        self.any_town = any_town
         self.image_delay_s = image_delay_s
         self.stale_repeats = dict(stale_repeats or {})
         self.drop_frames = {k: set(v) for k, v in (drop_frames or {}).items()}
@@ -642,7 +648,9 @@ def _actor_rgb(actor: FakeActor) -> tuple[int, int, int]:
     if text:
         r, g, b = (int(c) for c in text.split(","))
         return r, g, b
-    k = actor.id * 2654435761 % 2**32  # a fixed colour per id (Knuth's multiplicative hash)
+    # A fixed colour per blueprint, as a real server draws a blueprint the same whatever id its actor got (ids
+    # depend on the server's history, which differs between workers).
+    k = zlib.crc32(actor.type_id.encode()) * 2654435761 % 2**32  # Knuth's multiplicative hash
     return 64 + k % 160, 64 + (k >> 8) % 160, 64 + (k >> 16) % 160
 
 
@@ -887,7 +895,7 @@ class FakeClient:
     def load_world(self, map_name: str, *args: Any) -> FakeWorld:
         """As ``carla.Client.load_world``."""
         server = self._server
-        if server.map.name.rsplit("/", 1)[-1] != map_name:
+        if not server.any_town and server.map.name.rsplit("/", 1)[-1] != map_name:
             raise RuntimeError(f"map '{map_name}' not found")
         return FakeWorld(server)
 
@@ -934,3 +942,61 @@ class FakeCarla:
 def fake_carla(server: FakeServer, host: str = "127.0.0.1", port: int = 2000) -> FakeCarla:
     """A fake ``carla`` module with ``server`` listening at ``host:port``."""
     return FakeCarla({(host, port): server})
+
+
+class FakeFarm(FakeCarla):
+    """A FAKE ``carla`` module with a FAKE server at every address, each made on first contact from one map.
+
+    This is what the engine's CARLA runs use while ``SIMGEN_FAKE_CARLA=<map.xodr>`` is set (see
+    :data:`simgen.backends.carla.FAKE_ENV`): one farm per process, one :class:`FakeServer` per ``host:port``, so a
+    worker's server keeps its actors and frame counter between scenes as a real one does. Its servers load any
+    town by name (the map stays the OpenDRIVE file's).
+
+    Args:
+        xodr: OpenDRIVE text of every server's map.
+        log_path: A file where each new client appends ``"<pid> <worker> <host:port>"`` (the worker index the
+            engine gave this process), so a test can see which worker used which server.
+    """
+
+    def __init__(self, xodr: str, log_path: str | None = None) -> None:
+        super().__init__()
+        self.xodr = xodr
+        self.log_path = log_path
+
+    def Client(self, host: str = "127.0.0.1", port: int = 2000, worker_threads: int = 0) -> FakeClient:
+        """``carla.Client(host, port)``: starts the FAKE server at that address on first contact."""
+        key = (str(host), int(port))
+        if key not in self.servers:
+            self.servers[key] = FakeServer(self.xodr, any_town=True)
+        if self.log_path:
+            import os
+
+            from simgen.engine.worker import current_worker
+
+            with open(self.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()} {current_worker()} {host}:{port}\n")
+        return FakeClient(self, host, port, worker_threads)
+
+
+_FARMS: dict[tuple[str, str | None], FakeFarm] = {}
+
+
+def fake_farm(xodr_path: str, log_path: str | None = None) -> FakeFarm:
+    """This process's :class:`FakeFarm` for the map ``xodr_path`` (made once, then reused).
+
+    Raises:
+        SimgenError: ``xodr_path`` cannot be read.
+    """
+    from simgen.errors import SimgenError
+
+    key = (xodr_path, log_path)
+    if key not in _FARMS:
+        try:
+            with open(xodr_path, encoding="utf-8") as fh:
+                xodr = fh.read()
+        except OSError as exc:
+            raise SimgenError(
+                f"SIMGEN_FAKE_CARLA: cannot read the FAKE layer's OpenDRIVE map '{xodr_path}': {exc.strerror}"
+            ) from None
+        _FARMS[key] = FakeFarm(xodr, log_path)
+    return _FARMS[key]
