@@ -83,7 +83,7 @@ def test_a_third_party_backend_plugs_in_through_its_entry_point(monkeypatch: pyt
         assert isinstance(backend, PyBulletBackend)
     finally:
         backend.close()
-    assert backends.backend_capabilities("mysim") == {"visibility": True}
+    assert backends.backend_capabilities("mysim") == {"visibility": True, "timeline": True}
     assert backends.resolve_renderer("mysim", "tiny") == "tiny"
     assert backends.worker_env("mysim", 1) == {}
     assert backends.backend_module("mysim") == "simgen.backends.pybullet_backend"

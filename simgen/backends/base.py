@@ -61,6 +61,9 @@ the default), so that it never needs to know a simulator:
 * ``capabilities`` (class attribute, a mapping): what the backend can compute. ``"visibility"``: per-object
   renders for visibility fractions and BOP's full masks (``render(visibility=True)``). A capability that is
   not listed is unavailable: a spec that asks for it is refused at load time, and labels carry ``None``.
+  ``"timeline"``: sequences captured during the physics (a scenario's ``timeline``): the backend also offers
+  ``step(n)`` (advance the physics), ``act(event)`` (apply a timeline event: drop, throw, push, robot, camera,
+  light) and ``render_rgb(view)`` (an RGB-only render, for motion-blur sub-frames).
 * ``resolve_renderer(requested) -> str`` (classmethod): what ``"auto"`` means on this machine, decided once
   in the main process before any worker starts; refuses an unknown renderer. Default: ``requested``.
 * ``worker_env(workers) -> dict`` (classmethod): environment variables each worker process sets before its
@@ -84,7 +87,7 @@ if TYPE_CHECKING:
     from simgen.spec.models import Fixture
 
 #: Capabilities a backend may have (see the module docstring).
-CAPABILITIES = ("visibility",)
+CAPABILITIES = ("visibility", "timeline")
 
 
 @dataclass(frozen=True)

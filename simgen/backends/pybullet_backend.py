@@ -103,6 +103,7 @@ from simgen.backends.pybullet_links import snap_joints
 from simgen.backends.pybullet_records import IDENTITY_QUAT as _IDENTITY_QUAT
 from simgen.backends.pybullet_records import Body as _Body
 from simgen.backends.pybullet_records import Instance as _Instance
+from simgen.backends.pybullet_timeline import TimelineMixin
 from simgen.backends.pybullet_visibility import VisibilityMixin
 from simgen.errors import AssetError, BackendUnavailable, SimgenError, did_you_mean
 from simgen.frame import FrameBuffers, ModelPart, ObjectInfo
@@ -130,7 +131,7 @@ _BODY_MASK = (1 << 24) - 1  # ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX: value =
 _MAX_INSTANCES = int(np.iinfo(np.uint16).max)
 
 
-class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
+class PyBulletBackend(SceneBuilderMixin, VisibilityMixin, TimelineMixin):
     """A PyBullet simulator that builds scene states, settles them and renders views (see the module docstring).
 
     Args:
@@ -153,8 +154,9 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
     """
 
     name = "pybullet"
-    #: Per-object renders (visibility fractions, BOP's full masks) work with both renderers.
-    capabilities: ClassVar[Mapping[str, bool]] = {"visibility": True}
+    #: Per-object renders (visibility fractions, BOP's full masks) work with both renderers. Timelines (stepping,
+    #: event actions, RGB-only sub-frames) come from :class:`~simgen.backends.pybullet_timeline.TimelineMixin`.
+    capabilities: ClassVar[Mapping[str, bool]] = {"visibility": True, "timeline": True}
 
     def __init__(self, renderer: str = "auto") -> None:
         if renderer not in RENDERERS:
@@ -529,6 +531,32 @@ class PyBulletBackend(SceneBuilderMixin, VisibilityMixin):
             unoccluded_masks=masks,
             meta=meta,
         )
+
+    def render_rgb(self, view: dict[str, Any]) -> np.ndarray:
+        """Only the RGB of a view (a motion-blur sub-frame): no depth, instance mask or labels are made.
+
+        A view with flying occluders goes through :meth:`render`, which creates and removes them.
+        """
+        if view.get("occluders"):
+            return self.render(view).rgb
+        cid = self._check_open()
+        cam = view["camera"]
+        width, height = int(cam["width"]), int(cam["height"])
+        K = np.asarray(cam["K"], dtype=np.float64)
+        near, far = float(cam["near"]), float(cam["far"])
+        view_gl = gl_list(opengl_view(np.asarray(cam["T_world_cam"], dtype=np.float64)))
+        proj_gl = gl_list(self._projection(K, width, height, near, far))
+        rgba = p.getCameraImage(
+            width,
+            height,
+            viewMatrix=view_gl,
+            projectionMatrix=proj_gl,
+            renderer=self._pb_renderer,
+            flags=p.ER_NO_SEGMENTATION_MASK,
+            physicsClientId=cid,
+            **_light_kwargs(view.get("light")),
+        )[2]
+        return np.ascontiguousarray(np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3])
 
     def _projection(self, K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
         if self.renderer == "tiny":  # move the principal point so TinyRenderer's corner samples hit pixel centres

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from simgen.engine.shard import ShardWork
     from simgen.scenarios.engine import ScenarioSource
     from simgen.scenarios.loader import LoadedScenario
-    from simgen.scenarios.models import Require
+    from simgen.scenarios.models import Require, Timeline
     from simgen.spec.models import Outputs
 
 __all__ = [
@@ -304,6 +304,7 @@ class FrameFinisher:
             T_world_cam=buffers.T_world_cam,
             width=buffers.width,
             height=buffers.height,
+            sequence=rendered.scenario.get("sequence"),
         )
         if "scenario_cell" in rendered.scenario:
             coco["image"]["scenario_cell"] = rendered.scenario["scenario_cell"]
@@ -343,7 +344,8 @@ class ImageTask:
         """Render every frame of the shard that is not committed yet, scene by scene, into ``work.submit``.
 
         A scene is rebuilt whenever one of its frames must be made (a resumed shard redoes exactly its damaged
-        frames; rebuilding is deterministic). The renderer that ran goes to ``work.meta["renderer"]``.
+        frames; rebuilding is deterministic). A scenario with a ``timeline`` makes each scene a sequence
+        (:class:`_Sequence`). The renderer that ran goes to ``work.meta["renderer"]``.
         """
         cells = _Cells(self.source, self.scenario, work, self.categories)
         for kind, folder in FRAME_DIRS.items():
@@ -353,6 +355,9 @@ class ImageTask:
         for scene, frames in work.groups():
             backend = acquire_backend(self.backend, self.renderer)
             cell = cells.of_scene(scene)
+            if cell.timeline is not None:
+                _Sequence(work, cell, scene, set(frames)).run(backend)
+                continue
             loaded, randomizers = cell.loaded, cell.randomizers
             t0 = time.perf_counter()
             state, scene_patches = sample_scene(loaded, randomizers, work.seed, scene)
@@ -393,6 +398,17 @@ class _Cell:
     record: dict[str, Any] | None = None
     require: Require | None = None
     tags: dict[str, tuple[str, ...]] | None = None
+    timeline: Timeline | None = None
+    raw: dict[str, Any] | None = None  # the cell's raw spec (for a timeline's light events)
+    _lights: list[tuple[LoadedSpec, RandomizerSet] | None] | None = None
+
+    def light_specs(self) -> list[tuple[LoadedSpec, RandomizerSet] | None]:
+        """Per timeline event, the spec (and its randomizers) a light event switches to; None for other events."""
+        if self._lights is None:
+            assert self.scenario is not None and self.raw is not None  # only a timeline's cells ask
+            specs = self.scenario.light_specs(self.raw)
+            self._lights = [None if s is None else (s, RandomizerSet.from_spec(s)) for s in specs]
+        return self._lights
 
 
 class _Cells:
@@ -409,11 +425,12 @@ class _Cells:
         if self.scenario is None:
             self._plain = self._make(source.load(), None)
 
-    def _make(self, loaded: LoadedSpec, record: dict[str, Any] | None) -> _Cell:
+    def _make(self, loaded: LoadedSpec, record: dict[str, Any] | None, raw: dict[str, Any] | None = None) -> _Cell:
         randomizers = RandomizerSet.from_spec(loaded)
         finish = FrameFinisher(loaded, randomizers, self.work.layout.root, self.seed, self.names)
         require = self.scenario.require if self.scenario is not None else None
-        return _Cell(loaded, randomizers, finish, self.scenario, record, require, self.tags)
+        timeline = self.scenario.timeline if self.scenario is not None else None
+        return _Cell(loaded, randomizers, finish, self.scenario, record, require, self.tags, timeline, raw)
 
     def of_scene(self, scene: int) -> _Cell:
         """The cell scene ``scene`` is built from: its design cell (round robin), or the plain spec."""
@@ -424,10 +441,12 @@ class _Cells:
         index = self.design.cell_index_for_scene(scene) if self.design is not None else 0
         if index not in self._cells:
             if self.design is None:  # a scenario without factors (a ``require`` alone): the spec itself
-                self._cells[index] = self._make(self.scenario.base, None)
+                self._cells[index] = self._make(self.scenario.base, None, self.scenario.raw)
             else:
                 cell = self.design.cells[index]
-                self._cells[index] = self._make(self.scenario.cell_spec(cell), cell_record(index, cell))
+                self._cells[index] = self._make(
+                    self.scenario.cell_spec(cell), cell_record(index, cell), self.scenario.cell_raw(cell)
+                )
         return self._cells[index]
 
     def require(self, rendered: RenderedFrame, cell: _Cell, backend: Any, state: dict[str, Any]) -> RenderedFrame:
@@ -440,14 +459,7 @@ class _Cells:
         Raises:
             RequireUnmet: No attempt of ``require.max_attempts`` was accepted (nothing of the frame is written).
         """
-        from simgen.scenarios.constraints import (
-            accepted,
-            attempt_seed,
-            evaluate,
-            frame_labels_from_annotations,
-            frame_require_rng,
-            unmet_error,
-        )
+        from simgen.scenarios.constraints import accepted, attempt_seed, unmet_error
         from simgen.scenarios.engine import attempts_json
 
         require = cell.require
@@ -471,12 +483,7 @@ class _Cells:
                     frame, rendered.scene, buffers, view_patches, sensor_patches, rendered.extra, timings,
                     view_seed=seed_k, scenario=dict(rendered.scenario),
                 )  # fmt: skip
-            annotations = cell.finish.annotate(current.buffers)
-            rgb = cell.finish.sensor(current)
-            labels = frame_labels_from_annotations(
-                annotations, current.buffers.width, current.buffers.height, rgb=rgb, tags=cell.tags, frame_index=frame
-            )
-            results = evaluate(require.constraints, labels, frame_require_rng(self.seed, frame))
+            results, annotations, rgb = _check_require(cell, current, self.seed)
             log.append(results)
             if accepted(results):
                 current.annotations, current.rgb = annotations, rgb
@@ -487,6 +494,164 @@ class _Cells:
                 }
                 return current
         raise unmet_error(require.constraints, frame, log)
+
+
+def _check_require(cell: _Cell, rendered: RenderedFrame, seed: int) -> tuple[list[Any], list[Any], np.ndarray]:
+    """A rendered frame's ``require`` results, with the labels and RGB they were computed from (made once)."""
+    from simgen.scenarios.constraints import evaluate, frame_labels_from_annotations, frame_require_rng
+
+    require = cell.require
+    assert require is not None  # only called for a cell with one
+    annotations = cell.finish.annotate(rendered.buffers)
+    rgb = cell.finish.sensor(rendered)
+    buffers = rendered.buffers
+    labels = frame_labels_from_annotations(
+        annotations, buffers.width, buffers.height, rgb=rgb, tags=cell.tags, frame_index=rendered.frame
+    )
+    return evaluate(require.constraints, labels, frame_require_rng(seed, rendered.frame)), annotations, rgb
+
+
+class _Sequence:
+    """One scene of a scenario with a ``timeline``: its frames captured during the physics (a sequence).
+
+    The scene is sampled once. Attempt k (k > 0 only with ``require``) rebuilds it, redraws the sequence's
+    view (camera, light), its event picks and its sensor effects from ``attempt_seed(seed, first frame, k)``,
+    and captures the frames in order; with ``require`` every frame is checked as it is captured and the
+    attempt is abandoned at the first frame that fails, so the sequence is kept whole or not at all. Its frames
+    are handed over once the whole sequence is accepted (at once, without ``require``).
+
+    The backend receives the same calls whatever frames were already committed (a resumed shard captures the
+    whole sequence again and hands over only the missing frames): physics after a render depends on the
+    renders made before it (see :mod:`simgen.backends.pybullet_backend`), so skipping one would change the rest.
+    """
+
+    def __init__(self, work: ShardWork, cell: _Cell, scene: int, todo: set[int]) -> None:
+        self.work, self.cell, self.scene, self.todo = work, cell, scene, todo
+        self.frames = work.plan.scene_frames(scene)
+
+    def run(self, backend: Any) -> None:
+        """Capture the sequence (with its ``require`` attempts) and submit its frames that are to be made.
+
+        Raises:
+            RequireUnmet: No attempt of ``require.max_attempts`` kept every frame (nothing of it is written).
+            SpecError: An event's target matches no object of this scene.
+        """
+        from simgen.scenarios.constraints import accepted, attempt_seed, unmet_error
+        from simgen.scenarios.engine import attempts_json
+
+        cell, work, first = self.cell, self.work, self.frames.start
+        loaded = cell.loaded
+        assert cell.timeline is not None  # only made for a timeline's cells
+        t0 = time.perf_counter()
+        state, scene_patches = sample_scene(loaded, cell.randomizers, work.seed, self.scene)
+        sample_ms = ms(t0, time.perf_counter())
+        require = cell.require
+        logs: dict[int, list[Any]] = {i: [] for i in self.frames}
+        failures: list[tuple[int, list[Any]]] = []
+        for k in range(require.max_attempts if require is not None else 1):
+            seed_k = attempt_seed(work.seed, first, k)
+            made: list[RenderedFrame] = []
+            for rendered in self._capture(backend, state, scene_patches, seed_k, k, sample_ms):
+                if require is None:
+                    if rendered.frame in self.todo:
+                        work.submit(functools.partial(cell.finish, rendered))
+                    continue
+                results, rendered.annotations, rendered.rgb = _check_require(cell, rendered, work.seed)
+                logs[rendered.frame].append(results)
+                if not accepted(results):
+                    failures.append((rendered.frame, results))
+                    break
+                made.append(rendered)
+            else:
+                for rendered in made:
+                    frame_log = logs[rendered.frame]
+                    rendered.scenario["require"] = {
+                        "attempt": k,
+                        "results": [r.to_json() for r in frame_log[-1]],
+                        "attempts": attempts_json(frame_log),
+                    }
+                    if rendered.frame in self.todo:
+                        work.submit(functools.partial(cell.finish, rendered))
+                return
+        assert require is not None  # without one, the only attempt always ends above
+        raise unmet_error(require.constraints, failures[-1][0], [results for _, results in failures])
+
+    def _capture(
+        self,
+        backend: Any,
+        state: dict[str, Any],
+        scene_patches: dict[str, Any],
+        seed_k: int,
+        attempt: int,
+        sample_ms: float,
+    ) -> Iterator[RenderedFrame]:
+        """Build, settle and capture one attempt of the sequence, yielding each frame as a :class:`RenderedFrame`."""
+        from simgen.scenarios.timeline import capture_sequence, start_sequence
+
+        cell, first = self.cell, self.frames.start
+        loaded, randomizers, timeline = cell.loaded, cell.randomizers, cell.timeline
+        assert timeline is not None
+        t0 = time.perf_counter()
+        backend.build(backend_scene(loaded, state))
+        t1 = time.perf_counter()
+        settled = start_sequence(backend, timeline)
+        t2 = time.perf_counter()
+        plan = self._plan(state, seed_k)
+        t3 = time.perf_counter()
+        timings = {"sample_scene": sample_ms, "build": ms(t0, t1), "settle": ms(t1, t2), "sample_view": ms(t2, t3)}
+        fps = 1.0 / (timeline.capture.every_steps * plan.schedule.dt)
+        frames = capture_sequence(backend, plan)
+        for captured_frame, render_ms in _timed(frames):
+            j = captured_frame.index
+            frame = first + j
+            sensor_patches = sample_sensor(loaded, randomizers, seed_k, frame, state)
+            extra = {"scene_patches": scene_patches, "settled": settled, "timeline": {"targets": plan.targets}}
+            rendered = RenderedFrame(
+                frame, self.scene, captured_frame.buffers, self.view_patches, sensor_patches,
+                extra if j == 0 else {}, {**(timings if j == 0 else {}), "render": render_ms},
+                view_seed=seed_k if attempt > 0 else None,
+            )  # fmt: skip
+            if cell.record is not None:
+                rendered.scenario["scenario_cell"] = cell.record
+            rendered.scenario["sequence"] = {
+                "video_id": self.scene + 1,
+                "frame_id": j,
+                "n_frames": len(self.frames),
+                "step": captured_frame.step,
+                "t_s": captured_frame.t_s,
+                "fps": fps,
+                "events": plan.fired(j),
+                "renders": captured_frame.renders,
+            }
+            yield rendered
+
+    def _plan(self, state: dict[str, Any], seed_k: int) -> Any:
+        """The attempt's :class:`~simgen.scenarios.timeline.SequencePlan`: its view, event targets and lights."""
+        from simgen.scenarios.timeline import sequence_plan
+
+        cell, first = self.cell, self.frames.start
+        loaded = cell.loaded
+        assert cell.timeline is not None
+        view, self.view_patches = sample_view(loaded, cell.randomizers, seed_k, first, state)
+        lights = [
+            None if lit is None else sample_view(*lit, seed_k, first, state)[0]["light"] for lit in cell.light_specs()
+        ]
+        return sequence_plan(
+            cell.timeline, float(loaded.spec.physics.timestep), len(self.frames), view, state["objects"], seed_k, first,
+            lights=lights, visibility=loaded.spec.labels.visibility,
+        )  # fmt: skip
+
+
+def _timed(frames: Iterable[Any]) -> Iterator[tuple[Any, float]]:
+    """``(item, milliseconds it took to make)`` for each item of an iterator."""
+    it = iter(frames)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        yield item, ms(t0, time.perf_counter())
 
 
 # --- the main-process side --------------------------------------------------------------------------------
@@ -540,14 +705,18 @@ class ImageModality:
         """Refuse outputs and labels that cannot make a dataset (see :func:`check_outputs`).
 
         Raises:
-            SpecError: Also a scenario's ``timeline``, which ``generate`` does not capture yet.
+            SpecError: Also a scenario's ``timeline`` on a backend that cannot step its physics and apply events.
         """
+        from simgen.backends import backend_capabilities
+
         check_outputs(self.loaded)
-        if self.scenario is not None and self.scenario.timeline is not None:
+        timeline = self.scenario.timeline if self.scenario is not None else None
+        if timeline is not None and not backend_capabilities(self.backend).get("timeline", False):
             raise SpecError(
-                "generate does not capture timelines yet; remove the timeline section to render the scenario",
+                f"the '{self.backend}' backend cannot capture sequences (capabilities['timeline'] is not set); "
+                "remove the timeline section or use the pybullet backend",
                 path="timeline",
-                source=self.scenario.label,
+                source=self.scenario.label if self.scenario is not None else None,
             )
 
     def plan(self, n_records: int, shard_records: int) -> Plan:

@@ -109,6 +109,12 @@ def replay_frame(root: str | Path, frame: int, *, renderer: str | None = None) -
         if needed not in entries:
             raise SimgenError(f"{root / MANIFEST_FILE}: no line for frame {needed}")
     scene_entry, entry = entries[first], entries[frame]
+    if "sequence" in entry:  # captured during the physics: one view of a settled scene would not reproduce it
+        raise SimgenError(
+            f"frame {frame} is frame {entry['sequence'].get('frame_id', '?')} of timeline sequence "
+            f"{entry['sequence'].get('video_id', '?')}; replay re-renders "
+            "a settled scene's view and does not re-capture sequences yet; simgen verify checks its files"
+        )
     manifest = root / MANIFEST_FILE
     patches = scene_entry.get("scene_patches")
     views = entry.get("view")

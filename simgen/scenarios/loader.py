@@ -12,7 +12,11 @@ its ends, its middle and its steps. Also refused at load time:
 - a design the factors cannot give (a range without ``steps`` in a full design, too many cells, ...);
 - a constraint selecting a category or tag that no level of the spec has (with a "did you mean"), or
   reading visibility fractions that some level does not compute;
-- a timeline event whose target matches no object or fixture, or whose light patch is invalid.
+- a timeline event whose target matches no object or fixture, or whose light patches (added up in order)
+  make the spec invalid; motion-blur sub-frames that fall on the same physics step; a sequence of too many
+  steps; a timeline on a stereo camera (its frames are left/right pairs, not instants).
+
+A timeline's ``capture.frames`` sets the spec's ``frames_per_scene``: a sequence is one scene's frames.
 
 Every error is one :class:`~simgen.errors.SpecError` naming the file and the field path.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +106,7 @@ class LoadedScenario:
 
     Attributes:
         base: The scene spec without factors applied.
-        raw: The spec part of the file, as written.
+        raw: The spec part of the file, as written (with a timeline, ``frames_per_scene`` is its ``capture.frames``).
         sections: The scenario sections, validated.
         factors: The factors, in the order written.
         source: The file, or None for a scenario given as data.
@@ -224,6 +229,22 @@ class LoadedScenario:
                 found[name] = tuple(dict.fromkeys((*found.get(name, ()), *tags)))
         return found
 
+    def light_specs(self, raw: Mapping[str, Any]) -> list[LoadedSpec | None]:
+        """Per timeline event, the spec whose ``light`` a light event switches to (None for other events).
+
+        Light patches add up in event order, applied to ``raw`` (a cell's raw spec, :meth:`cell_raw`).
+        """
+        timeline = self.timeline
+        out: list[LoadedSpec | None] = []
+        lit: dict[str, Any] = dict(raw)
+        for event in timeline.events if timeline is not None else ():
+            if event.light is None:
+                out.append(None)
+                continue
+            lit = apply_ops(lit, resolve_patch(lit, {"light": event.light}))
+            out.append(load_spec(lit, base_dir=self.base.base_dir, asset_roots=self._asset_roots, check_assets=False))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """The scenario sections as written (for ``dataset.json``)."""
         return self.sections.model_dump(mode="json", exclude_unset=True)
@@ -281,6 +302,8 @@ def load_scenario(
         raise SpecError(
             source=label, problems=[_section_problem(p, m, section_data) for p, m in err.problems]
         ) from None
+    if sections.timeline is not None:
+        raw = _sequence_length(raw, sections.timeline, label)
     checker = _Checker(raw, base_dir, asset_roots, check_assets, label)
     base = checker.load(raw, "")
     factors: list[FactorDef] = []
@@ -493,20 +516,50 @@ def _check_visibility(scenario: LoadedScenario, where: str, label: str | None) -
             )
 
 
+def _sequence_length(raw: dict[str, Any], timeline: Timeline, label: str | None) -> dict[str, Any]:
+    """The spec with ``frames_per_scene`` set to the timeline's ``capture.frames`` (when given)."""
+    frames = timeline.capture.frames
+    if frames is None:
+        return raw
+    written = raw.get("frames_per_scene")
+    if written is not None and written != frames:
+        warnings.warn(
+            f"{label + ': ' if label else ''}timeline.capture.frames ({frames}) replaces frames_per_scene "
+            f"({written}): a sequence is one scene's frames",
+            stacklevel=3,
+        )
+    return {**raw, "frames_per_scene": frames}
+
+
 def _check_timeline(scenario: LoadedScenario, checker: _Checker) -> None:
+    from simgen.scenarios.timeline import schedule
+
     timeline = scenario.timeline
     assert timeline is not None
+    for spec in (scenario.base, *scenario.level_specs.values()):
+        if spec.spec.camera.stereo_baseline is not None:
+            raise SpecError(
+                "a timeline captures instants of one camera; camera.stereo_baseline makes left/right pairs instead",
+                path="timeline",
+                source=checker.label,
+            )
+        try:
+            schedule(timeline, spec.spec.physics.timestep, spec.spec.frames_per_scene)
+        except SpecError as exc:
+            raise SpecError(source=checker.label, problems=exc.problems) from None
     tags = scenario.tags()
     known = sorted({t for ts in tags.values() for t in ts})
     fixtures = [f.name for f in scenario.base.spec.fixtures]
+    lit = checker.raw  # light patches add up, in event order
     for i, event in enumerate(timeline.events):
         at = f"timeline.events[{i}]"
         if event.light is not None:
             try:
-                ops = resolve_patch(checker.raw, {"light": event.light})
+                ops = resolve_patch(lit, {"light": event.light})
             except SpecError as exc:
                 raise checker.error(exc, at) from None
-            checker.load(apply_ops(checker.raw, ops), at, assets=False)
+            lit = apply_ops(lit, ops)
+            checker.load(lit, at, assets=False)
             continue
         target = event.target
         if target is None:

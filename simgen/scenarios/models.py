@@ -343,22 +343,34 @@ class Require(_Model):
         return self
 
 
-# --- timeline (validated now; executed by the engine's sequence capture) ---------------------------------
+# --- timeline (run by simgen.scenarios.timeline) ----------------------------------------------------------
 
 Vector3 = Annotated[list[Number], Field(min_length=3, max_length=3)]
 Seconds = Annotated[Number, Field(ge=0, le=3600)]
 
 
 class Capture(_Model):
-    """When frames are taken during the physics: every ``every_steps`` steps from ``start_s``."""
+    """When frames are taken during the physics: every ``every_steps`` steps from ``start_s``.
 
-    every_steps: Annotated[Integer, Field(ge=1, le=100_000)] = 8
-    start_s: Seconds = 0.0
-    frames: Annotated[Integer, Field(ge=1, le=10_000)] = Field(description="frames captured per sequence")
+    ``t = 0`` is the built scene, once settled (``settle: true``, the default: the scene at rest, then the
+    events) or as dropped (``settle: false``: the frames show the scene's own fall). A sequence is one scene's
+    frames: ``frames`` sets the spec's ``frames_per_scene`` (which it defaults to).
+    """
+
+    every_steps: Annotated[Integer, Field(ge=1, le=100_000)] = Field(default=8, description="physics steps per frame")
+    start_s: Seconds = Field(default=0.0, description="time of the first frame, seconds after t = 0")
+    frames: Annotated[Integer, Field(ge=1, le=10_000)] | None = Field(
+        default=None, description="frames per sequence (default: the spec's frames_per_scene)"
+    )
+    settle: bool = Field(default=True, description="settle the scene before t = 0")
 
 
 class MotionBlur(_Model):
-    """Blur from real motion: the average of ``subframes`` renders over ``shutter`` of a capture interval."""
+    """Blur from real motion: the average of ``subframes`` renders over ``shutter`` of a capture interval.
+
+    The sub-frames sit at the midpoints of equal parts of the open shutter, centred on the frame's time, where
+    its labels are taken; they must fall on distinct physics steps (``shutter * every_steps`` wide enough).
+    """
 
     subframes: Annotated[Integer, Field(ge=2, le=64)] = 4
     shutter: Annotated[Number, Field(gt=0, le=1)] = Field(default=0.5, description="fraction of the interval")
@@ -425,7 +437,7 @@ class Event(_Model):
     """One timeline event: at ``at_s`` seconds, exactly one action.
 
     ``drop``, ``throw`` and ``push`` act on ``target``: an object uid (``clutter/0``), or a group name or
-    tag (``pick`` chooses ``one`` of its objects with the frame's rng, or ``all`` of them). ``robot`` names
+    tag (``pick`` chooses ``one`` of its objects with the sequence's rng, or ``all`` of them). ``robot`` names
     the fixture in ``target``. ``light`` is a patch of the spec's ``light`` section.
     """
 
@@ -459,7 +471,7 @@ class Event(_Model):
 
 
 class Timeline(_Model):
-    """Frames captured during the physics, with events firing at given times (see issue 12, item 3)."""
+    """Frames captured during the physics, with events firing at given times (see :mod:`simgen.scenarios.timeline`)."""
 
     capture: Capture
     motion_blur: MotionBlur | None = None

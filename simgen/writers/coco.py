@@ -24,6 +24,15 @@ Besides the standard COCO fields, each image records ``frame_index``, ``scene_in
 ``instance_id``, ``uid``, ``bbox_amodal``, ``truncation``, ``visibility``, ``px_count_visible``,
 ``px_count_unoccluded``, ``pose``, ``bbox3d_size_m``, ``bbox3d_center_m`` and ``flags``.
 
+A frame of a sequence (a scenario's ``timeline``) also carries the COCO-video / TAO fields: its image has
+``video_id`` (the scene index + 1), ``frame_id`` (its place in the video, from 0) and ``timestamp_s`` (seconds
+after the sequence's ``t = 0``), and each of its annotations ``video_id`` and ``track_id``, the same for one
+object over all the frames of its video and unique in the dataset (``scene_index * TRACK_STRIDE + instance_id``).
+The merged file then ends with ``videos`` (``id``, ``name``, ``scene_index``, ``n_frames``, ``fps``, ``width``,
+``height``) and ``tracks`` (``id``, ``video_id``, ``category_id``, ``uid``, ``instance_id``), in id order.
+``frame_index`` stays the frame's index in the dataset (image id - 1), so within a video it increases by 1 per
+frame as TAO's does. A dataset without sequences has none of these fields: its bytes are unchanged.
+
 Two pixel conventions, each the one its users expect (see :mod:`simgen.frame`): ``bbox``, ``bbox_amodal``
 and ``segmentation`` are COCO's continuous pixel-edge coordinates (pixel column ``i`` spans ``[i, i + 1]``);
 ``K`` is OpenCV's pinhole matrix (the centre of pixel column ``i`` at ``u = i``, as ``cv2.projectPoints``
@@ -55,6 +64,9 @@ __all__ = ["COCO_FILE", "CocoWriteError", "CocoWriter", "frame_record", "write_c
 COCO_FILE = "annotations.coco.json"
 #: Decimals every float is rounded to, so that output bytes do not hinge on the last ulp.
 FLOAT_DECIMALS = 6
+
+#: Track ids are ``scene_index * TRACK_STRIDE + instance_id``: unique in a dataset, as instance ids fit in uint16.
+TRACK_STRIDE = 1 << 16
 
 #: Open fragment files kept at once while merging.
 _MAX_OPEN = 32
@@ -141,6 +153,7 @@ def frame_record(
     T_world_cam: np.ndarray,
     width: int,
     height: int,
+    sequence: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One frame's line of a COCO fragment: ``{"image": {...}, "annotations": [...]}``.
 
@@ -160,6 +173,8 @@ def frame_record(
         T_world_cam: (4, 4) camera pose in the world (OpenCV axes).
         width: Image width in pixels.
         height: Image height in pixels.
+        sequence: For a frame of a sequence: ``video_id``, ``frame_id``, ``t_s``, ``n_frames`` and ``fps``
+            (see the module docstring); the record then also holds its ``video``.
 
     Returns:
         The record.
@@ -184,7 +199,22 @@ def frame_record(
         "T_world_cam": _floats(T_world_cam),
     }
     anns = [annotation_record(a, image_id, category_ids, int(width), int(height)) for a in annotations]
-    return {"image": image, "annotations": anns}
+    if sequence is None:
+        return {"image": image, "annotations": anns}
+    video_id = int(sequence["video_id"])
+    image.update(video_id=video_id, frame_id=int(sequence["frame_id"]), timestamp_s=rounded(sequence["t_s"]))
+    for ann in anns:
+        ann.update(video_id=video_id, track_id=int(scene_index) * TRACK_STRIDE + ann["instance_id"])
+    video = {
+        "id": video_id,
+        "name": f"sequence_{int(scene_index):06d}",
+        "scene_index": int(scene_index),
+        "n_frames": int(sequence["n_frames"]),
+        "fps": rounded(sequence["fps"]),
+        "width": int(width),
+        "height": int(height),
+    }
+    return {"image": image, "annotations": anns, "video": video}
 
 
 def _dumps(obj: Any) -> str:
@@ -300,7 +330,7 @@ def write_coco_records(
 
     Returns:
         Counts: ``images``, ``annotations``, ``categories``, ``images_without_annotations`` and
-        ``flagged_annotations`` (annotations with non-empty ``flags``).
+        ``flagged_annotations`` (annotations with non-empty ``flags``); with sequences also ``videos`` and ``tracks``.
 
     Raises:
         CocoWriteError: A malformed record, a frame present twice or out of order, an annotation whose image
@@ -313,6 +343,8 @@ def write_coco_records(
     stats = {"images": 0, "annotations": 0, "categories": len(categories), "images_without_annotations": 0}
     stats["flagged_annotations"] = 0
     previous = -1
+    videos: dict[int, dict[str, Any]] = {}
+    tracks: dict[int, dict[str, Any]] = {}
     with atomic_open(out, "w") as fh, tempfile.TemporaryFile("w+", encoding="utf-8", dir=out.parent) as spool:
         fh.write(f'{{"info":{_dumps(dict(info))},"licenses":[],"categories":{_dumps([dict(c) for c in categories])}')
         fh.write(',"images":[')
@@ -327,6 +359,8 @@ def write_coco_records(
             fh.write(("\n" if stats["images"] == 0 else ",\n") + _dumps(image))
             stats["images"] += 1
             stats["images_without_annotations"] += not rec["annotations"]
+            if "video_id" in image:
+                _add_video(rec, image, videos, tracks)
             for ann in rec["annotations"]:
                 _check_annotation(ann, image, category_ids)
                 stats["annotations"] += 1
@@ -339,8 +373,39 @@ def write_coco_records(
         spool.seek(0)
         shutil.copyfileobj(spool, fh)
         fh.write("\n" if stats["annotations"] else "")
-        fh.write("]}\n")
+        fh.write("]")
+        if videos:  # only a dataset of sequences: any other keeps its bytes
+            for key, table in (("videos", videos), ("tracks", tracks)):
+                fh.write(f',"{key}":[' + ",".join("\n" + _dumps(table[k]) for k in sorted(table)) + "\n]")
+            stats["videos"], stats["tracks"] = len(videos), len(tracks)
+        fh.write("}\n")
     return stats
+
+
+def _add_video(
+    rec: Mapping[str, Any],
+    image: Mapping[str, Any],
+    videos: dict[int, dict[str, Any]],
+    tracks: dict[int, dict[str, Any]],
+) -> None:
+    """Record a sequence frame's video and its annotations' tracks (each must agree with what was seen before)."""
+    video = rec.get("video")
+    if not isinstance(video, dict) or video.get("id") != image["video_id"]:
+        raise CocoWriteError(f"frame {image['frame_index']}: a frame with a video_id needs its 'video' record")
+    seen = videos.setdefault(video["id"], video)
+    if seen != video:
+        raise CocoWriteError(f"frame {image['frame_index']}: video {video['id']} is {video}, before {seen}")
+    for ann in rec["annotations"]:
+        track = {
+            "id": ann.get("track_id"),
+            "video_id": video["id"],
+            "category_id": ann.get("category_id"),
+            "uid": ann.get("uid"),
+            "instance_id": ann.get("instance_id"),
+        }
+        known = tracks.setdefault(track["id"], track)
+        if known != track:
+            raise CocoWriteError(f"frame {image['frame_index']}: track {track['id']} is {track}, before {known}")
 
 
 def _checked_record(rec: Any) -> dict[str, Any]:

@@ -79,10 +79,11 @@ def test_coco_off_writes_no_coco_and_the_tools_cope(tmp_path: Path) -> None:
 
 
 def test_visibility_on_a_backend_without_it_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    raw = _raw()
-    raw["backend"] = "carla"
-    raw["labels"]["visibility"] = True
-    loaded = load_spec(raw, base_dir=DEFAULT.parent)
+
+    carla_scene = DEFAULT.parent / "carla" / "night_rain.yaml"
+    raw = yaml.safe_load(carla_scene.read_text())
+    raw.setdefault("labels", {})["visibility"] = True
+    loaded = load_spec(raw, base_dir=carla_scene.parent)
     with pytest.raises(SpecError, match=r"labels\.visibility: the 'carla' backend cannot render objects alone"):
         generate(loaded, tmp_path / "ds", n_frames=2)
     assert not (tmp_path / "ds").exists()

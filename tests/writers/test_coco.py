@@ -308,3 +308,52 @@ def test_coco_writer_passes_check_writer() -> None:
     from simgen.writers.coco import CocoWriter
 
     check_writer(CocoWriter(), example_contexts())
+
+
+def _sequence_record(frame: int, video_record: dict | None = None) -> dict:
+    buffers = _buffers(frame)
+    rec = frame_record(
+        frame_index=frame,
+        scene_index=frame // 3,
+        file_name=f"images/{frame:06d}.png",
+        annotations=annotate(buffers),
+        category_ids=CATEGORY_IDS,
+        depth_file=None,
+        instance_file=None,
+        K=buffers.K,
+        T_world_cam=buffers.T_world_cam,
+        width=buffers.width,
+        height=buffers.height,
+        sequence={"video_id": frame // 3 + 1, "frame_id": frame % 3, "t_s": 0.025 * (frame % 3), "n_frames": 3,
+                  "fps": 40.0},
+    )  # fmt: skip
+    if video_record is not None:
+        rec["video"] = video_record
+    return rec
+
+
+def test_sequence_frames_carry_video_and_track_fields_and_the_file_lists_videos_and_tracks(tmp_path):
+    records = [_sequence_record(f) for f in range(N_FRAMES)]
+    assert records[4]["image"]["video_id"] == 2 and records[4]["image"]["frame_id"] == 1
+    assert records[4]["image"]["timestamp_s"] == 0.025
+    ann = records[4]["annotations"][0]
+    assert ann["video_id"] == 2 and ann["track_id"] == 1 * 65536 + ann["instance_id"]
+    paths = _fragments(tmp_path / "frag", dict(enumerate(records)), [[3, 4, 5], [0, 1, 2]])
+    stats = write_coco(tmp_path / "coco.json", paths, CATEGORIES_JSON, INFO)
+    data = json.loads((tmp_path / "coco.json").read_text())
+    assert list(data)[-2:] == ["videos", "tracks"] and stats["videos"] == 2
+    assert [v["name"] for v in data["videos"]] == ["sequence_000000", "sequence_000001"]
+    coco = COCO(str(tmp_path / "coco.json"))  # pycocotools ignores the extra keys
+    tracks = {t["id"]: t for t in data["tracks"]}
+    assert stats["tracks"] == len(tracks)
+    for a in coco.dataset["annotations"]:
+        track = tracks[a["track_id"]]
+        assert (track["uid"], track["video_id"]) == (a["uid"], coco.imgs[a["image_id"]]["video_id"])
+
+
+def test_a_video_that_changes_between_its_frames_is_refused(tmp_path):
+    first = _sequence_record(0)
+    second = _sequence_record(1, {**_sequence_record(1)["video"], "fps": 10.0})
+    paths = _fragments(tmp_path / "frag", {0: first, 1: second}, [[0, 1]])
+    with pytest.raises(CocoWriteError, match="video 1 is"):
+        write_coco(tmp_path / "coco.json", paths, CATEGORIES_JSON, INFO)
