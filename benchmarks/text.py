@@ -12,6 +12,9 @@ over HTTP on 127.0.0.1, with a scripted model that derives each answer from the 
   (d) diversity before and after the critic filter: distinct-2 and Self-BLEU of a Self-Instruct + Evol-Instruct
       run, judged by a scripted critic that scores repetitive answers low (a stand-in: the numbers show the
       validators and the filter at work, not a real model's judgement).
+  (e) the same critic as a dataset through the run loop (simgen.generators.text.run, what `simgen text critic`
+      runs): throughput with units committed to disk, then every unit redone from the response cache (a resume
+      after the units were deleted): the loop's own overhead shows in the ratio.
 
 Usage: python benchmarks/text.py [--requests 96] [--concurrency 8] [--latency 0.2] [--dedup-records 10000]
 """
@@ -210,6 +213,37 @@ def bench_throughput(args: argparse.Namespace, tmp: Path) -> None:
     )
 
 
+def bench_run_loop(args: argparse.Namespace, tmp: Path) -> None:
+    import os
+    import shutil
+
+    from simgen.generators.text.run import LLMOptions, TextJob, run_text
+
+    inputs = tmp / "to-judge.jsonl"
+    inputs.write_text("".join(r.line() + "\n" for r in records_to_judge(args.requests)))
+    out = tmp / "run-loop"
+    job = TextJob(method="critic", inputs=str(inputs), params={"threshold": 3.0})
+    llm = LLMOptions(model="claude-fake", concurrency=args.concurrency, timeout_s=30, max_retries=2)
+    with FakeAnthropic(scripted, latency_s=args.latency) as server:
+        os.environ.update(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=server.base_url)
+        warm_up(client(server, tmp / "cache-warm-up", 1))  # imports the SDK, as (a) does, outside the timing
+        hits0 = server.hits
+        first = run_text(job, out, llm=llm)
+        hits = server.hits - hits0
+        shutil.rmtree(out / "units")
+        shutil.rmtree(out / ".simgen" / "shards")
+        again = run_text(job, out, llm=llm, resume=True)
+        cached_hits = server.hits - hits - hits0
+    rate = args.requests / first.seconds
+    target = 0.8 * args.concurrency / args.latency
+    print(
+        f"(e) run loop: critic over {args.requests} records in {first.n_records} units: {first.seconds:.2f} s = "
+        f"{rate:.1f} req/s (target >= {target:.1f}), server hits {hits} -> {'PASS' if rate >= target else 'FAIL'}; "
+        f"every unit redone from the cache: {again.seconds * 1000:.0f} ms, server hits {cached_hits}, "
+        f"{first.seconds / again.seconds:.0f}x faster"
+    )
+
+
 def dedup_corpus(n: int, seed: int = 0, dup_rate: float = 0.05) -> list[str]:
     g = np.random.default_rng(seed)
     out: list[str] = []
@@ -281,7 +315,7 @@ def main() -> None:
     parser.add_argument("--dedup-records", type=int, default=10_000)
     parser.add_argument("--recall-records", type=int, default=1500)
     parser.add_argument("--pipeline-n", type=int, default=150)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "dedup", "diversity"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "dedup", "diversity", "run-loop"])
     parser.add_argument("--server-process", action="store_true", help="also measure with the server in a child process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="simgen-bench-text-") as tmp:
@@ -291,6 +325,8 @@ def main() -> None:
             bench_dedup(args)
         if "diversity" not in args.skip:
             bench_diversity(args, Path(tmp))
+        if "run-loop" not in args.skip:
+            bench_run_loop(args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -355,6 +355,7 @@ _PLUGINS = (
     "simgen.generators.tabular.cli",
     "simgen.scenarios.cli",
     "simgen.tune.cli",
+    "simgen.generators.text.cli",
     "simgen.mix.cli",
     "simgen.provenance.cli",
 )

@@ -217,6 +217,10 @@ class BudgetExhausted(LLMError):
         self.used = used
         self.allowed = allowed
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in pool workers: pickle with the constructor's arguments, not the message.
+        return (type(self), (self.limit, self.used, self.allowed))
+
 
 class APIKeyMissing(LLMError):
     """No Anthropic credential in the environment (or passed explicitly)."""

@@ -5,9 +5,10 @@ Importing this package does not import the ``anthropic`` SDK; building an :class
 
 from __future__ import annotations
 
-from simgen.llm.budget import Budget, Ledger, estimate_cost, price_of
+from simgen.llm.budget import Budget, Ledger, SharedTally, estimate_cost, price_of
 from simgen.llm.cache import ResponseCache, canonical_json, request_key
 from simgen.llm.client import (
+    DEFAULT_MODEL,
     LLMClient,
     LLMResponse,
     LLMSettings,
@@ -23,6 +24,7 @@ from simgen.llm.errors import APIKeyMissing, BudgetExhausted, LLMError
 from simgen.llm.schema import input_schema, tool_spec, validate_tool_input
 
 __all__ = [
+    "DEFAULT_MODEL",
     "APIKeyMissing",
     "Budget",
     "BudgetExhausted",
@@ -32,6 +34,7 @@ __all__ = [
     "LLMSettings",
     "Ledger",
     "ResponseCache",
+    "SharedTally",
     "StructuredRequest",
     "StructuredResult",
     "cache_dir_for",

@@ -12,8 +12,13 @@ The budget counts only paid requests of this process: cached responses are free.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from simgen.llm.errors import BudgetExhausted
@@ -81,11 +86,154 @@ class _Tally:
         self.output_tokens += output_tokens
 
 
-class Ledger:
-    """Thread-safe accounting of responses, requests and structured outcomes, enforcing a :class:`Budget`."""
+class SharedTally:
+    """What one run paid for, shared by every process of the run through a locked JSON file.
 
-    def __init__(self, budget: Budget | None = None) -> None:
-        self.budget = budget or Budget()
+    A run's worker processes each hold their own client; the request and token budget is the run's, so it is
+    checked and counted here, under an exclusive ``flock`` (POSIX; elsewhere the file is only per-process safe).
+    Cache hits are counted in memory and written with the next paid request or :meth:`flush`, so a fully
+    cached rerun does not take a lock per answer.
+
+    Args:
+        path: The file, e.g. ``OUT/.simgen/llm-run.json``; :meth:`reset` starts it for a new run.
+    """
+
+    KEYS = ("requests", "reserved", "input_tokens", "output_tokens", "cache_hits", "attempts", "retries", "failed")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._hits = 0
+
+    def __reduce__(self) -> Any:
+        return (SharedTally, (str(self.path),))  # a worker gets its own in-memory hit count
+
+    def reset(self) -> None:
+        """Start the tally of a new run (every count 0)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked() as state:
+            state.clear()
+            state.update(self._empty())
+
+    @classmethod
+    def _empty(cls) -> dict[str, Any]:
+        return {**dict.fromkeys(cls.KEYS, 0), "by_model": {}, "exhausted": None}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """The state, read and written back under the file lock (and this process's thread lock)."""
+        with self._lock, open(self.path, "a+", encoding="utf-8") as fh:
+            try:
+                import fcntl
+
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            fh.seek(0)
+            text = fh.read()
+            try:
+                state = json.loads(text) if text.strip() else self._empty()
+            except json.JSONDecodeError:
+                state = self._empty()  # a torn file from a killed run: the counts restart
+            state = {**self._empty(), **state} if isinstance(state, dict) else self._empty()
+            state["cache_hits"] += self._hits
+            self._hits = 0
+            yield state
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(state, sort_keys=True))
+            fh.flush()
+
+    def read(self) -> dict[str, Any]:
+        """The counts so far (cache hits of this process flushed first)."""
+        with self._locked() as state:
+            return json.loads(json.dumps(state))
+
+    def flush(self) -> None:
+        """Write this process's cache hits."""
+        if self._hits:
+            with self._locked():
+                pass
+
+    def hit(self) -> None:
+        """Count one cached answer (in memory until the next write)."""
+        with self._lock:
+            self._hits += 1
+
+    def reserve(self, budget: Budget) -> None:
+        """Claim a request slot of the run; raise :class:`BudgetExhausted` when none is left."""
+        with self._locked() as state:
+            tokens = state["input_tokens"] + state["output_tokens"]
+            if budget.max_requests is not None and state["requests"] + state["reserved"] >= budget.max_requests:
+                state["exhausted"] = "max_requests"
+                error = BudgetExhausted("max_requests", state["requests"], budget.max_requests)
+            elif budget.max_tokens is not None and tokens >= budget.max_tokens:
+                state["exhausted"] = "max_tokens"
+                error = BudgetExhausted("max_tokens", tokens, budget.max_tokens)
+            else:
+                state["reserved"] += 1
+                return
+        raise error
+
+    def release(self) -> None:
+        """Give back a slot whose request failed."""
+        with self._locked() as state:
+            state["reserved"] = max(0, state["reserved"] - 1)
+            state["failed"] += 1
+
+    def attempt(self, retry: bool) -> None:
+        """Count one HTTP attempt."""
+        with self._locked() as state:
+            state["attempts"] += 1
+            state["retries"] += int(retry)
+
+    def paid(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """Count one fetched response in its reserved slot."""
+        with self._locked() as state:
+            state["reserved"] = max(0, state["reserved"] - 1)
+            state["requests"] += 1
+            state["input_tokens"] += input_tokens
+            state["output_tokens"] += output_tokens
+            tally = state["by_model"].setdefault(model, [0, 0, 0])
+            tally[0] += 1
+            tally[1] += input_tokens
+            tally[2] += output_tokens
+
+    def summary(self) -> dict[str, Any]:
+        """The run's paid requests, cache hits, retries, tokens and estimated cost, JSON-ready."""
+        state = self.read()
+        costs = {m: estimate_cost(m, t[1], t[2]) for m, t in state["by_model"].items()}
+        unknown = sorted(m for m, c in costs.items() if c is None)
+        return {
+            "requests": state["requests"],
+            "cache_hits": state["cache_hits"],
+            "attempts": state["attempts"],
+            "retries": state["retries"],
+            "failed": state["failed"],
+            "input_tokens": state["input_tokens"],
+            "output_tokens": state["output_tokens"],
+            "cost_usd": round(sum(c for c in costs.values() if c is not None), 6) if not unknown else None,
+            "cost_note": PRICE_NOTE if not unknown else f"no price known for model(s) {', '.join(unknown)}",
+            "exhausted": state["exhausted"],
+        }
+
+
+class Ledger:
+    """Thread-safe accounting of responses, requests and structured outcomes, enforcing a :class:`Budget`.
+
+    Args:
+        budget: The limits (ignored with ``parent``: the parent's apply).
+        shared: A run-wide tally that every process of the run checks the budget against and counts into.
+        parent: A ledger that every count is also added to, and that enforces the budget (see
+            :meth:`simgen.llm.LLMClient.fork`): a child counts what one part of the work used.
+    """
+
+    def __init__(
+        self, budget: Budget | None = None, *, shared: SharedTally | None = None, parent: Ledger | None = None
+    ) -> None:
+        self.budget = parent.budget if parent is not None else (budget or Budget())
+        self.shared = shared
+        self.parent = parent
         self._lock = threading.Lock()
         self._used: dict[str, _Tally] = {}  # model -> every response used (fresh or cached)
         self._paid: dict[str, _Tally] = {}  # model -> responses fetched by this process
@@ -106,6 +254,18 @@ class Ledger:
 
     def reserve(self) -> None:
         """Claim one request slot before sending; raise :class:`BudgetExhausted` when none is left."""
+        if self.parent is not None or self.shared is not None:
+            try:
+                if self.parent is not None:
+                    self.parent.reserve()
+                else:
+                    self.shared.reserve(self.budget)  # type: ignore[union-attr]
+            except BudgetExhausted as exc:
+                self.exhausted = exc.limit
+                raise
+            with self._lock:
+                self._reserved += 1
+            return
         with self._lock:
             requests, tokens = self._paid_counts()
             limit = self.budget
@@ -122,12 +282,20 @@ class Ledger:
         with self._lock:
             self._reserved -= 1
             self.failed += 1
+        if self.parent is not None:
+            self.parent.release()
+        elif self.shared is not None:
+            self.shared.release()
 
     def attempt(self, retry: bool) -> None:
         """Count one HTTP attempt (``retry`` when it repeats an earlier one)."""
         with self._lock:
             self.attempts += 1
             self.retries += int(retry)
+        if self.parent is not None:
+            self.parent.attempt(retry)
+        elif self.shared is not None:
+            self.shared.attempt(retry)
 
     def record(self, model: str, input_tokens: int, output_tokens: int, *, cached: bool) -> None:
         """Count one response used; a fresh one also fills its reserved slot."""
@@ -138,12 +306,21 @@ class Ledger:
             else:
                 self._reserved -= 1
                 self._paid.setdefault(model, _Tally()).add(input_tokens, output_tokens)
+        if self.parent is not None:
+            self.parent.record(model, input_tokens, output_tokens, cached=cached)
+        elif self.shared is not None:
+            if cached:
+                self.shared.hit()
+            else:
+                self.shared.paid(model, input_tokens, output_tokens)
 
     def outcome(self, status: str, repairs: int) -> None:
         """Count the outcome of one structured call and its repair rounds."""
         with self._lock:
             self.outcomes[status] += 1
             self.repairs += repairs
+        if self.parent is not None:
+            self.parent.outcome(status, repairs)
 
     @staticmethod
     def _totals(tallies: dict[str, _Tally]) -> dict[str, Any]:

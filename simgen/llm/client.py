@@ -11,7 +11,9 @@ Scenario ideation and the text generators both go through :class:`LLMClient`:
   deterministic jitter, honouring ``retry-after`` up to a cap; then :class:`~simgen.llm.errors.LLMError`.
 - **Content-addressed cache** (:mod:`simgen.llm.cache`): a cached request makes no HTTP request at all.
 - **Accounting and budget** (:mod:`simgen.llm.budget`).
-- **Bounded concurrency**, results in request order (:meth:`LLMClient.map`).
+- **Bounded concurrency**, results in request order (:meth:`LLMClient.map`): at most ``concurrency`` HTTP
+  requests in flight per client, over every thread and :meth:`LLMClient.fork` (one fork per unit of work
+  counts what that unit used); a :class:`~simgen.llm.budget.SharedTally` makes the budget a whole run's.
 - **Key hygiene.** The SDK reads ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` itself; an explicit
   ``api_key`` goes straight to the SDK client and is kept nowhere else. Error messages and logged text are
   scrubbed of the credential, errors are raised without the SDK exception (whose request carries the auth
@@ -38,7 +40,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from simgen.errors import DependencyMissing, SimgenError
-from simgen.llm.budget import Budget, Ledger
+from simgen.llm.budget import Budget, Ledger, SharedTally
 from simgen.llm.cache import ResponseCache, looks_like_message, request_key
 from simgen.llm.errors import APIKeyMissing, LLMError
 from simgen.llm.schema import shared_tool_spec, validate_tool_input
@@ -49,6 +51,8 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
 KEY_ENV = "ANTHROPIC_API_KEY"
+#: The model simgen's commands use unless told otherwise.
+DEFAULT_MODEL = "claude-sonnet-4-5"
 _CREDENTIAL_ENVS = (KEY_ENV, "ANTHROPIC_AUTH_TOKEN")
 _RETRY_STATUS = frozenset({408, 409, 429})
 _MAX_REPAIR_TEXT = 4000
@@ -307,6 +311,8 @@ class LLMClient:
         api_key: An explicit key; by default the SDK reads ``ANTHROPIC_API_KEY``. It is handed to the SDK
             client only.
         base_url: An explicit endpoint; by default the SDK reads ``ANTHROPIC_BASE_URL``.
+        shared: A run-wide tally (:class:`~simgen.llm.budget.SharedTally`): the budget then bounds what every
+            process of the run pays for together, and the run's paid requests are counted there.
 
     Raises:
         DependencyMissing: The ``anthropic`` SDK is not installed.
@@ -320,11 +326,15 @@ class LLMClient:
         budget: Budget | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
+        shared: SharedTally | None = None,
     ) -> None:
         anthropic = import_anthropic()
         self.settings = settings
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
-        self.ledger = Ledger(budget)
+        self.ledger = Ledger(budget, shared=shared)
+        # HTTP requests in flight at once, whatever number of threads (nested maps, forks) asks.
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._owns_sdk = True
         # max_retries=0: the retry policy is ours, so attempts and budget counts are exact.
         try:
             self._sdk = anthropic.Anthropic(
@@ -344,8 +354,21 @@ class LLMClient:
         raise TypeError("LLMClient cannot be pickled (its SDK client holds a credential): build one per process")
 
     def close(self) -> None:
-        """Close the HTTP connections."""
-        self._sdk.close()
+        """Close the HTTP connections (a :meth:`fork` leaves them to its parent)."""
+        if self._owns_sdk:
+            self._sdk.close()
+
+    def fork(self) -> LLMClient:
+        """A client that shares this one's connections, cache, concurrency bound and budget, with its own ledger.
+
+        Everything the fork counts is also counted here. Use one fork per unit of work that runs alongside
+        others (threads), to know what that unit used: ``fork.summary()["responses"]``.
+        """
+        child = object.__new__(LLMClient)
+        child.__dict__.update(self.__dict__)
+        child.ledger = Ledger(parent=self.ledger)
+        child._owns_sdk = False
+        return child
 
     def __enter__(self) -> LLMClient:
         return self
@@ -415,7 +438,8 @@ class LLMClient:
             self._require_credential()
             self.ledger.reserve()
             try:
-                raw, attempts = self._fetch(body, key)
+                with self._slots:
+                    raw, attempts = self._fetch(body, key)
             except BaseException:
                 self.ledger.release()
                 raise
