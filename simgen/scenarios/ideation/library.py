@@ -103,12 +103,9 @@ def _region_size(base: Mapping[str, Any]) -> list[float]:
 
 
 def _dark(b: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "light.intensity": 0.25,
-        "light.ambient": 0.06,
-        "light.diffuse": 0.4,
-        "randomizers": _with_exposure(b, -1.5, -0.5),
-    }
+    # Darkness from the exposure, not a dim light: PyBullet's EGL renderer ignores the light's intensity and
+    # coefficients (it uses only the direction), so a dim light would be dark under TinyRenderer alone.
+    return {"randomizers": _with_exposure(b, -6.5, -5.5)}
 
 
 def _dark_require(c: str | None, s2: float) -> Constraints:
@@ -120,7 +117,8 @@ def _dark_require(c: str | None, s2: float) -> Constraints:
 
 
 def _backlit(b: Mapping[str, Any]) -> dict[str, Any]:
-    return {"light.elevation_deg": 5, "light.ambient": 0.05, "light.intensity": 0.6}
+    # The light low behind the scene (a direction both renderers honour), the camera exposed for the sky.
+    return {"light.elevation_deg": 5, "randomizers": _with_exposure(b, -4.0, -3.0)}
 
 
 def _backlit_require(c: str | None, s2: float) -> Constraints:
