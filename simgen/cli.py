@@ -242,6 +242,13 @@ def inspect(
             out_console.print(f"  {lo_e:.1f}-{hi_e:.1f} {'#' * round(40 * count / peak):<40} {count}")
     else:
         out_console.print("visibility: not computed (set labels.visibility: true in the spec)")
+    if s.scenario:  # made from a scenario file: its coverage, from what was written (simgen coverage writes the page)
+        from simgen.scenarios.report import coverage_line, read_coverage
+
+        try:
+            out_console.print(f"scenario coverage: {escape(coverage_line(read_coverage(out)))}")
+        except SimgenError as exc:  # a scenario without factors has no cells to cover
+            out_console.print(f"scenario coverage: {escape(str(exc))}")
     out_console.print(f"preview: {write_preview(out, preview, max_frames=frames)}")
 
 

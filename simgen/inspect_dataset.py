@@ -41,6 +41,7 @@ class DatasetSummary:
     objects_per_frame: tuple[float, int, int] = (0.0, 0, 0)
     renderer: str | None = None
     seed: int | None = None
+    scenario: bool = False
 
 
 def load_coco(root: Path) -> dict[str, Any]:
@@ -133,6 +134,7 @@ def summarize(root: str | Path) -> DatasetSummary:
         objects_per_frame=(float(np.mean(counts)) if counts else 0.0, min(counts, default=0), max(counts, default=0)),
         renderer=meta.get("renderer"),
         seed=meta.get("seed"),
+        scenario=isinstance(meta.get("scenario"), dict),
     )
 
 

@@ -21,19 +21,10 @@ def coverage(
     from rich.markup import escape
 
     from simgen.console import out as console
-    from simgen.scenarios.report import dataset_coverage
+    from simgen.scenarios.report import coverage_line, dataset_coverage
 
     written = dataset_coverage(dataset)
-    report = written.report
-    cells, tw = report["cells"], report["t_wise"]
-    planned = f" of {cells['planned']} planned" if cells.get("planned") is not None else ""
-    line = f"{report['frames']} frames in {cells['covered']} cells{planned}"
-    if tw.get("percent") is not None:
-        line += f"; {tw['strength']}-wise coverage {tw['percent']:.1f}%"
-    acceptance = report.get("acceptance") or {}
-    if acceptance.get("acceptance_rate") is not None:
-        line += f"; acceptance {100 * acceptance['acceptance_rate']:.1f}%"
-    console.print(escape(line))
+    console.print(escape(coverage_line(written.report)))
     console.print(f"[green]wrote[/] {escape(str(written.json_path))} and {escape(str(written.html_path))}")
 
 

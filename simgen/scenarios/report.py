@@ -16,7 +16,7 @@ from typing import Any
 
 from simgen.errors import SimgenError
 
-__all__ = ["COVERAGE_HTML", "COVERAGE_JSON", "DatasetCoverage", "dataset_coverage"]
+__all__ = ["COVERAGE_HTML", "COVERAGE_JSON", "DatasetCoverage", "coverage_line", "dataset_coverage", "read_coverage"]
 
 COVERAGE_JSON = "coverage.json"
 COVERAGE_HTML = "coverage.html"
@@ -74,11 +74,43 @@ def dataset_coverage(out: str | Path) -> DatasetCoverage:
     Raises:
         SimgenError: The folder holds no finished dataset, no COCO file, or a dataset not made from a scenario.
     """
+    from simgen.engine.files import DATASET_FILE
+    from simgen.io import atomic_write_json, atomic_write_text
+    from simgen.scenarios.coverage_html import render_coverage_html
+
+    root = Path(out)
+    report = read_coverage(root)
+    dataset = _read_json(root / DATASET_FILE)
+    json_path, html_path = root / COVERAGE_JSON, root / COVERAGE_HTML
+    atomic_write_json(json_path, report)
+    title = f"simgen coverage: {dataset.get('spec_name') or root.name}"
+    atomic_write_text(html_path, render_coverage_html(report, title=title))
+    return DatasetCoverage(report, json_path, html_path)
+
+
+def coverage_line(report: Mapping[str, Any]) -> str:
+    """One line of a coverage report: frames, cells covered, t-wise coverage and acceptance."""
+    cells, tw = report["cells"], report["t_wise"]
+    planned = f" of {cells['planned']} planned" if cells.get("planned") is not None else ""
+    line = f"{report['frames']} frames in {cells['covered']} cells{planned}"
+    if tw.get("percent") is not None:
+        line += f"; {tw['strength']}-wise coverage {tw['percent']:.1f}%"
+    acceptance = report.get("acceptance") or {}
+    if acceptance.get("acceptance_rate") is not None:
+        line += f"; acceptance {100 * acceptance['acceptance_rate']:.1f}%"
+    return line
+
+
+def read_coverage(out: str | Path) -> dict[str, Any]:
+    """The coverage report of a scenario dataset folder, computed from what was written; nothing is written.
+
+    Raises:
+        SimgenError: As :func:`dataset_coverage`.
+    """
     from simgen.engine.files import COCO_FILE, DATASET_FILE
-    from simgen.io import atomic_write_json, atomic_write_text, read_png
+    from simgen.io import read_png
     from simgen.scenarios.constraints import RejectionStats, evaluate, frame_require_rng, needs
     from simgen.scenarios.coverage import FrameCoverage, coverage_report, frames_from_coco
-    from simgen.scenarios.coverage_html import render_coverage_html
 
     root = Path(out)
     dataset = _read_json(root / DATASET_FILE)
@@ -112,9 +144,4 @@ def dataset_coverage(out: str | Path) -> DatasetCoverage:
             if f.labels is not None
         ]
     stats = RejectionStats.from_json(record["rejection"]) if record.get("rejection") else None
-    report = coverage_report(scenario.domains(), frames, design=design, stats=stats)
-    json_path, html_path = root / COVERAGE_JSON, root / COVERAGE_HTML
-    atomic_write_json(json_path, report)
-    title = f"simgen coverage: {dataset.get('spec_name') or root.name}"
-    atomic_write_text(html_path, render_coverage_html(report, title=title))
-    return DatasetCoverage(report, json_path, html_path)
+    return coverage_report(scenario.domains(), frames, design=design, stats=stats)

@@ -193,3 +193,12 @@ def test_coverage_command_writes_json_and_html(tmp_path):
     generate(SCENES / "tabletop_clutter.yaml", plain, n_frames=1, seed=0, **TINY)
     refused = CliRunner().invoke(app, ["coverage", str(plain)])
     assert refused.exit_code == 2 and "scenario" in refused.output
+    # simgen inspect has the same summary, computed without writing anything.
+    (out / "coverage.json").unlink()
+    inspected = CliRunner().invoke(app, ["inspect", str(out)], env={"COLUMNS": "80"})
+    assert inspected.exit_code == 0, inspected.output
+    cells, tw = report["cells"], report["t_wise"]
+    assert f"scenario coverage: 8 frames in {cells['covered']} cells" in inspected.output
+    assert f"{tw['strength']}-wise coverage {tw['percent']:.1f}%" in inspected.output
+    assert not (out / "coverage.json").exists()
+    assert "scenario coverage" not in CliRunner().invoke(app, ["inspect", str(plain)]).output
