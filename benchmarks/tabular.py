@@ -4,9 +4,11 @@
       target), a synthetic table as large as the training half:
         quality score (SDMetrics definitions) >= 0.85; TSTR >= 0.9 x TRTR (macro F1, or R^2 for a numeric
         target; random forest); DCR share within 0.50 +- 0.05; membership-inference AUC <= 0.6.
-      Datasets: scikit-learn's breast_cancer, wine, diabetes and digits, plus statsmodels' fair (categorical
-      columns) when statsmodels is installed. SDV's GaussianCopula and CTGAN run on the same splits when
-      ``sdv`` is importable (an optional, Business-Source-licensed extra); otherwise the run says it skipped them.
+      Datasets: scikit-learn's breast_cancer, wine, diabetes and digits, plus statsmodels' fair and anes96
+      (categorical columns) when statsmodels is installed. Our generators: the default (per-class Gaussian
+      copulas), the single copula it replaced (``tabular/gaussian-copula-v1``) and CART. SDV's GaussianCopula and
+      CTGAN run on the same splits when ``sdv`` is importable (an optional, Business-Source-licensed extra);
+      otherwise the run says it skipped them.
   (b) scale: fit on a 100,000 x 30 table (24 correlated numbers, 6 categories) and sample 100,000 rows through
       the run loop (``sample_table``) with 1 and with 2 workers; the speed-up is 1 worker's time over 2's.
   (c) optional (``--privacy-100k``): the privacy metrics on 100,000 train x 100,000 holdout x 100,000 synthetic
@@ -34,45 +36,20 @@ import numpy as np
 import pandas as pd
 
 from simgen.generators import DEFAULT_TABULAR, REGISTRY
+from simgen.generators.tabular.datasets import BUNDLED, available, load_bundled
 from simgen.generators.tabular.metadata import TableMetadata, infer_metadata
 from simgen.validators.tabular import quality_report, table_privacy, tabular_utility
 
-GENERATORS = (DEFAULT_TABULAR, "tabular/cart-v1")
+GENERATORS = tuple(dict.fromkeys(("tabular/gaussian-copula-v1", DEFAULT_TABULAR, "tabular/cart-v1")))
 #: Last measured by ``--privacy-100k`` (2 cores): (peak RSS growth in MiB, seconds).
 LAST_PRIVACY_100K = (21, 2547)
 
 
-def _labelled(loader: Callable[..., Any], label: str) -> pd.DataFrame:
-    data = loader(as_frame=True)
-    frame = data.frame.drop(columns="target")
-    frame[label] = np.asarray(data.target_names)[data.target.to_numpy()]  # the class by name, as a CSV holds it
-    return frame
-
-
 def load_datasets() -> tuple[dict[str, tuple[pd.DataFrame, str]], list[str]]:
     """name -> (table, target column), and notes on what was not available."""
-    from sklearn import datasets as skd
-
-    digits = skd.load_digits(as_frame=True)
-    digit_table = digits.frame.drop(columns="target")
-    digit_table["digit"] = digits.target.astype(str).to_numpy()
-    out = {
-        "breast_cancer": (_labelled(skd.load_breast_cancer, "diagnosis"), "diagnosis"),
-        "wine": (_labelled(skd.load_wine, "cultivar"), "cultivar"),
-        "diabetes": (skd.load_diabetes(as_frame=True, scaled=False).frame, "target"),
-        "digits": (digit_table, "digit"),
-    }
-    notes = []
-    if importlib.util.find_spec("statsmodels") is not None:
-        import statsmodels.api as sm
-
-        fair = sm.datasets.fair.load_pandas().data
-        fair["affair"] = np.where(fair.pop("affairs") > 0, "yes", "no")
-        for col in ("rate_marriage", "religious", "occupation", "occupation_husb"):
-            fair[col] = fair[col].astype(int).astype(str)  # coded levels: categories, not numbers
-        out["fair"] = (fair, "affair")
-    else:
-        notes.append("statsmodels is not installed: its fair dataset (categorical columns) was skipped")
+    out = {name: load_bundled(name) for name in BUNDLED if available(name)}
+    missing = [name for name in BUNDLED if name not in out]
+    notes = [f"not installed, skipped: {', '.join(missing)} (statsmodels bundles fair and anes96)"] if missing else []
     return out, notes
 
 
@@ -240,7 +217,7 @@ def scale(n_rows: int, privacy_100k: bool) -> None:
             return
         meta = infer_metadata(table)
         holdout = scale_table(n_rows, seed=1)
-        syn = pd.read_csv(root / "out-gaussian-copula-v1-1" / "table.csv")
+        syn = pd.read_csv(root / f"out-{DEFAULT_TABULAR.split('/')[1]}-1" / "table.csv")
         before = _peak_rss_mib()
         t0 = time.perf_counter()
         res = table_privacy(table, holdout, syn, meta, rng=np.random.default_rng(0), n_boot=20)
@@ -253,7 +230,7 @@ def scale(n_rows: int, privacy_100k: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="breast_cancer,wine,diabetes,digits,fair")
+    parser.add_argument("--datasets", default=",".join(BUNDLED))
     parser.add_argument("--skip-targets", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--scale-rows", type=int, default=100_000)

@@ -6,7 +6,7 @@ neither pandas nor scikit-learn. Third parties add their own through the entry-p
 
 >>> from simgen.generators import REGISTRY
 >>> [n for n in REGISTRY.names() if n.startswith("tabular/")]
-['tabular/cart-v1', 'tabular/gaussian-copula-v1']
+['tabular/cart-v1', 'tabular/gaussian-copula-v1', 'tabular/gaussian-copula-v2']
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from simgen.registry import Registry
 
 REGISTRY: Registry[Generator] = Registry("generator", group="simgen.generators")
 
-#: The generator ``simgen tabular fit`` uses unless told otherwise.
-DEFAULT_TABULAR = "tabular/gaussian-copula-v1"
+#: The generator ``simgen tabular fit`` uses unless told otherwise: per-class copulas (v1 stays registered, so v1
+#: models and outputs stay reproducible).
+DEFAULT_TABULAR = "tabular/gaussian-copula-v2"
 
 for _name, _target in {
     "tabular/gaussian-copula-v1": "simgen.generators.tabular.copula:GaussianCopula",
+    "tabular/gaussian-copula-v2": "simgen.generators.tabular.mixture:GaussianCopulaMixture",
     "tabular/cart-v1": "simgen.generators.tabular.cart:Cart",
     **TEXT_GENERATORS,
 }.items():

@@ -180,3 +180,20 @@ def test_round_trip_of_nullable_category_tz_and_sub_second_columns():
     back = decode_table(encode_table(table, meta), meta)
     for name in table.columns:
         pd.testing.assert_series_equal(back[name], table[name], check_names=False)
+
+
+def test_override_file_names_the_target_and_it_round_trips(mixed_table, tmp_path):
+    path = tmp_path / "over.yaml"
+    path.write_text("target: plan\ncolumns:\n  age: numerical\n")
+    meta = infer_metadata(mixed_table, path)
+    assert meta.target == "plan"
+    assert TableMetadata.from_dict(meta.to_dict()) == meta
+    # Unset, it is left out of the JSON form: models and datasets saved before keep their bytes and hashes.
+    assert "target" not in infer_metadata(mixed_table).to_dict()
+    with pytest.raises(MetadataError) as err:
+        infer_metadata(mixed_table, {"target": "paln"})
+    assert err.value.path == "target" and "did you mean 'plan'?" in str(err.value)
+    with pytest.raises(MetadataError, match="unknown field 'targt' \\(did you mean 'target'\\?\\)"):
+        infer_metadata(mixed_table, {"targt": "plan"})
+    with pytest.raises(MetadataError, match="target 'nope' is not one of the columns"):
+        TableMetadata.from_dict({**meta.to_dict(), "target": "nope"})

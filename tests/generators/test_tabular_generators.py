@@ -45,7 +45,7 @@ def fitted(request):
 
 
 def test_registry_lists_versioned_tabular_generators():
-    assert TABULAR == ["tabular/cart-v1", "tabular/gaussian-copula-v1"]
+    assert TABULAR == ["tabular/cart-v1", "tabular/gaussian-copula-v1", "tabular/gaussian-copula-v2"]
     for name in TABULAR:
         cls = REGISTRY.get(name)
         assert cls.name == name and isinstance(cls(), Generator)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pd = pytest.importorskip("pandas")
@@ -91,7 +92,7 @@ def test_same_seed_same_bytes_whatever_workers_and_shards(model_dir: Path, tmp_p
     meta = json.loads((tmp_path / "one" / "dataset.json").read_text())
     assert meta["modality"] == "tables" and meta["record_key"] == "block"
     assert meta["spec_sha256"] == meta["model_sha256"] == model_digest(model_dir)
-    assert meta["generator"] == "tabular/gaussian-copula-v1" and meta["seed"] == 1
+    assert meta["generator"] == "tabular/gaussian-copula-v2" and meta["seed"] == 1  # the default: per-class copulas
     assert (meta["n_rows"], meta["n_blocks"], meta["counts"]) == (N_ROWS, 5, {"rows": N_ROWS})
     assert [c["name"] for c in meta["metadata"]["columns"]] == list(table.columns)
     assert {"table.csv", "manifest.jsonl", "model/model.json", "model/arrays.npz"} <= set(meta["checksums"])
@@ -226,3 +227,20 @@ def test_cli_errors_are_one_line(
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_fit_uses_the_target_named_in_the_metadata_file(cli: CliRunner, tmp_path: Path) -> None:
+    # Two category columns: the fewest-levels rule would take "size"; the metadata file names "label".
+    g = np.random.default_rng(0)
+    label = g.choice(["a", "b", "c"], 300)
+    table = pd.DataFrame({"x": (g.normal(size=300) + (label == "b") * 5).round(3), "size": g.choice(["s", "m"], 300),
+                          "label": label})  # fmt: skip
+    table.to_csv(tmp_path / "real.csv", index=False)
+    (tmp_path / "over.yaml").write_text("target: label\n")
+    result = _run(cli, "fit", tmp_path / "real.csv", "-o", tmp_path / "m", "--metadata", tmp_path / "over.yaml")
+    assert result.exit_code == 0, result.output
+    header = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert header["generator"] == "tabular/gaussian-copula-v2" and header["config"]["condition_on"] == "label"
+    assert header["config"]["metadata"]["target"] == "label"
+    result = _run(cli, "fit", tmp_path / "real.csv", "-o", tmp_path / "auto")
+    assert json.loads((tmp_path / "auto" / "model.json").read_text())["config"]["condition_on"] == "size"

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from simgen.engine.verify import verify_dataset
 from simgen.errors import OutputExistsError
+from simgen.generators import DEFAULT_TABULAR
 from simgen.mix import MixError, mix, plan_counts
 from simgen.mix.tables import from_frame, mix_frames
 
@@ -79,7 +80,7 @@ def test_a_table_mix_keeps_provenance_per_row_and_verifies(wine_csv: Path, syn_t
     assert meta["mix"]["real_fraction_achieved"] == 0.2 and meta["mix"]["generations"] == {"0": 300}
     ids = {s["role"]: s for s in meta["mix"]["sources"]}
     assert ids["real"]["sha256"] == hashlib.sha256(wine_csv.read_bytes()).hexdigest()
-    assert ids["synthetic"]["simgen"]["generator"] == "tabular/gaussian-copula-v1"
+    assert ids["synthetic"]["simgen"]["generator"] == DEFAULT_TABULAR
     assert set(table._source) == {ids["real"]["id"], ids["synthetic"]["id"]}
     # Every real row is one of the real table's rows, unchanged.
     real_rows = {tuple(r) for r in real.itertuples(index=False)}

@@ -1,12 +1,16 @@
-"""Tabular generators: metadata inference, ``tabular/gaussian-copula-v1`` and ``tabular/cart-v1``.
+"""Tabular generators: metadata inference, the copulas (v2, the default, per class; v1), CART, bundled tables.
+
+``tabular/gaussian-copula-v2`` fits one Gaussian copula per class of a categorical column,
+``tabular/gaussian-copula-v1`` one copula for the whole table, ``tabular/cart-v1`` sequential CART; real tables
+bundled with scikit-learn and statsmodels serve tests and benchmarks (:mod:`.datasets`).
 
 Needs the ``tabular`` extra (pandas, pyarrow, scipy, scikit-learn). The names below resolve lazily.
 
 >>> import numpy as np
->>> from simgen.generators.tabular import GaussianCopula, infer_metadata, read_table
+>>> from simgen.generators.tabular import GaussianCopulaMixture, infer_metadata, read_table
 >>> table = read_table("real.csv")                                       # doctest: +SKIP
 >>> meta = infer_metadata(table, "overrides.yaml")                       # doctest: +SKIP
->>> model = GaussianCopula().fit(table, meta, np.random.default_rng(0))  # doctest: +SKIP
+>>> model = GaussianCopulaMixture().fit(table, meta, np.random.default_rng(0))  # doctest: +SKIP
 >>> rows = model.sample(1000, np.random.default_rng(1), conditions={"label": 1})  # doctest: +SKIP
 """
 
@@ -27,6 +31,9 @@ _EXPORTS = {
     "TabularModel": "model",
     "GaussianCopula": "copula",
     "GaussianCopulaModel": "copula",
+    "GaussianCopulaMixture": "mixture",
+    "GaussianCopulaMixtureModel": "mixture",
+    "load_bundled": "datasets",
     "Cart": "cart",
     "CartModel": "cart",
 }

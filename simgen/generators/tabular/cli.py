@@ -14,7 +14,7 @@ from simgen.console import err as console
 from simgen.console import print_error
 
 GeneratorOpt = Annotated[
-    str | None, typer.Option("--generator", "-g", help="Registered generator (default tabular/gaussian-copula-v1).")
+    str | None, typer.Option("--generator", "-g", help="Registered generator (default tabular/gaussian-copula-v2).")
 ]
 MetadataOpt = Annotated[Path | None, typer.Option("--metadata", help="YAML overriding inferred column types.")]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Seed.")]

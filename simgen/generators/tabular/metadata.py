@@ -12,8 +12,10 @@ Each column also keeps its missing-value rate and its pandas dtype, so a synthet
 dtypes of the real one. The rules for numbers follow SDV's detection (a whole, non-negative column with at most
 ``min(n/10, 10)`` distinct values is categorical), so a metadata file means what an SDV user expects.
 
-An override file names columns and what to change::
+An override file names columns and what to change, and may name the table's target (the label a model would
+predict; ``tabular/gaussian-copula-v2`` fits one copula per class of it)::
 
+    target: label
     columns:
       label: categorical                      # shorthand for {type: categorical}
       joined: {type: datetime, format: "%d/%m/%Y"}
@@ -32,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simgen.errors import DependencyMissing, SpecError, did_you_mean
 from simgen.spec.errors import spec_error_from_validation
@@ -141,13 +143,24 @@ class Column(BaseModel):
 
 
 class TableMetadata(BaseModel):
-    """Every column of a table, in order, and the number of rows they were learned from."""
+    """Every column of a table, in order, the number of rows they were learned from, and the target if named.
+
+    Attributes:
+        target: The column a model would predict (the class label), when the override file names one.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format_version: Literal[1] = 1
     n_rows: int = Field(ge=1)
     columns: list[Column] = Field(min_length=1)
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _target_is_a_column(self) -> TableMetadata:
+        if self.target is not None and self.target not in [c.name for c in self.columns]:
+            raise ValueError(f"target '{self.target}' is not one of the columns")
+        return self
 
     @property
     def names(self) -> list[str]:
@@ -172,7 +185,10 @@ class TableMetadata(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (round-trips through :meth:`from_dict`)."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["target"] is None:
+            del data["target"]  # unset: the same bytes as before targets existed, so model hashes stay put
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | None = None) -> TableMetadata:
@@ -268,10 +284,11 @@ class ColumnOverride(BaseModel):
 
 
 class Overrides(BaseModel):
-    """The override file: ``columns: {name: type | {type, format, min, max, decimals, integer}}``."""
+    """The override file: ``target: name``, ``columns: {name: type | {type, format, min, max, decimals, integer}}``."""
 
     model_config = ConfigDict(extra="forbid")
 
+    target: str | None = None
     columns: dict[str, ColumnOverride] = Field(default_factory=dict)
 
 
@@ -301,13 +318,16 @@ def load_overrides(source: str | Path | Mapping[str, Any] | None) -> tuple[Overr
         data = {}
     if not isinstance(data, dict):
         raise MetadataError(f"expected a mapping with a 'columns' key, got {type(data).__name__}", source=name)
-    unknown = [k for k in data if k != "columns"]
+    unknown = [k for k in data if k not in ("columns", "target")]
     if unknown:
         raise MetadataError(
-            f"unknown field '{unknown[0]}'{did_you_mean(str(unknown[0]), ['columns'])}",
+            f"unknown field '{unknown[0]}'{did_you_mean(str(unknown[0]), ['columns', 'target'])}",
             path=str(unknown[0]),
             source=name,
         )
+    target = data.get("target")
+    if target is not None and not isinstance(target, str):
+        raise MetadataError(f"expected a column name, got {target!r}", path="target", source=name)
     entries = data.get("columns") or {}
     if not isinstance(entries, dict):
         raise MetadataError(
@@ -322,7 +342,7 @@ def load_overrides(source: str | Path | Mapping[str, Any] | None) -> tuple[Overr
             err = spec_error_from_validation(exc, ColumnOverride, name)
             problems = [(f"{column_path(str(col))}.{p}" if p else column_path(str(col)), m) for p, m in err.problems]
             raise MetadataError(source=name, problems=problems) from None
-    overrides = Overrides(columns=columns)
+    overrides = Overrides(target=target, columns=columns)
     for col, ov in overrides.columns.items():
         if ov.type is not None and ov.type not in SDTYPES:
             raise MetadataError(
@@ -380,8 +400,14 @@ def infer_metadata(
                 path=column_path(name),
                 source=ov_source,
             )
+    if ov.target is not None and ov.target not in names:
+        raise MetadataError(
+            f"no such column in the table{did_you_mean(ov.target, names)}; columns: {', '.join(names)}",
+            path="target",
+            source=ov_source,
+        )
     columns = [_infer_column(table[name], ov.columns.get(name), source) for name in names]
-    return TableMetadata(n_rows=len(table), columns=columns)
+    return TableMetadata(n_rows=len(table), columns=columns, target=ov.target)
 
 
 def _infer_column(series: pd.Series, ov: ColumnOverride | None, source: str | None) -> Column:
