@@ -15,7 +15,8 @@ Prints, on the default scene (tabletop_clutter) at 320x240 by default:
                     Reported "not available" while the engine refuses timelines.
 
 Each measurement runs ``--rounds`` times, interleaved, and the best is kept (the machine is noisy).
-Usage: python benchmarks/scenarios.py [--frames 32] [--rounds 2] [--width 320] [--acceptance-rates]
+Usage: python benchmarks/scenarios.py [--frames 32] [--rounds 2] [--width 320] [--renderer auto|egl|tiny]
+       [--acceptance-rates]
 
 ``--acceptance-rates`` also renders 12 frames of every ``scenes/edge_cases/*.yaml`` at 160x120 and prints
 each one's acceptance rate (accepted frames / attempts).
@@ -81,12 +82,16 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+#: The renderer of every run (``--renderer``): ``auto`` is EGL where it loads.
+RENDERER = {"name": "auto"}
+
+
 def timed(spec: Path, out: Path, frames: int) -> tuple[float, dict[str, Any], list[dict[str, Any]]]:
     """(wall seconds, dataset.json, manifest lines) of one generate run into a fresh ``out``; CPU seconds in CPU."""
     if out.exists():
         shutil.rmtree(out)
     start, cpu = time.perf_counter(), cpu_seconds()
-    result = generate(spec, out, n_frames=frames, seed=0, workers=1)
+    result = generate(spec, out, n_frames=frames, seed=0, workers=1, renderer=RENDERER["name"])
     CPU[out.name] = cpu_seconds() - cpu
     return time.perf_counter() - start, result.dataset, manifest(out)
 
@@ -239,8 +244,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--distance", type=float, default=0.75, help="(b): the nearest object within this (m)")
     parser.add_argument("--skip-sequence", action="store_true")
+    parser.add_argument(
+        "--renderer",
+        default="auto",
+        choices=["auto", "egl", "tiny"],
+        help="EGL (llvmpipe) renders on every core; TinyRenderer on one, leaving one to the sink",
+    )
     parser.add_argument("--acceptance-rates", action="store_true")
     args = parser.parse_args()
+    RENDERER["name"] = args.renderer
     tmp = Path(tempfile.mkdtemp(prefix="simgen-bench-scenarios-"))
     fps = 8
     selective = [{"name": "near", "stat": "min", "of": "distance", "le": args.distance}]
