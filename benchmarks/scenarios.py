@@ -141,44 +141,21 @@ def sequence_floor(out: Path, every_steps: int) -> float:
     """Frames/s of the render-only floor of a sequence run: its physics steps and camera calls replayed (after
     each scene's build, which is not counted)."""
     import pybullet as p
+    from throughput import replay_calls
 
     from simgen.backends import make_backend
-    from simgen.backends.pybullet_camera import gl_list, opengl_projection, opengl_view
-    from simgen.engine.replay import dataset_spec
-    from simgen.engine.scene_state import backend_scene, merge_patch, replay_scene
 
-    _, loaded = dataset_spec(out)
-    lines = manifest(out)
     t_start = time.perf_counter()
     backend = make_backend("pybullet", renderer=json.loads((out / "dataset.json").read_text())["renderer"])
     t_backend = time.perf_counter() - t_start
     cid = backend.client_id
-    pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if backend.renderer == "egl" else p.ER_TINY_RENDERER
-    scenes, views = {}, []
-    for entry in lines:
-        if "scene_patches" in entry:
-            scenes[entry["frame"]] = backend_scene(loaded, replay_scene(loaded, entry["scene_patches"]))
-        view: dict[str, Any] = {}
-        for patch in entry["view"].values():
-            view = merge_patch(view, patch)
-        cam, light = view["camera"], view["light"]
-        args = dict(
-            width=cam["width"], height=cam["height"],
-            viewMatrix=gl_list(opengl_view(np.asarray(cam["T_world_cam"]))),
-            projectionMatrix=gl_list(opengl_projection(np.asarray(cam["K"]), cam["width"], cam["height"],
-                                                       cam["near"], cam["far"])),
-            lightDirection=[d * light["distance"] for d in light["direction"]], lightDistance=light["distance"],
-            lightColor=light["color"], lightAmbientCoeff=light["ambient"], lightDiffuseCoeff=light["diffuse"],
-            lightSpecularCoeff=light["specular"], shadow=int(light["shadows"]),
-            renderer=pb_renderer, flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, physicsClientId=cid,
-        )  # fmt: skip
-        views.append((entry["frame"], args))
+    scenes, views = replay_calls(out, backend)
     # Builds are timed apart and left out, as the sequence side leaves out its scenes' time (see bench_sequence).
     start, building = time.perf_counter(), 0.0
     for frame, args in views:
         if frame in scenes:
             t_build = time.perf_counter()
-            backend.build(scenes[frame])
+            backend.build(scenes[frame][0])
             building += time.perf_counter() - t_build
         for _ in range(every_steps):
             p.stepSimulation(physicsClientId=cid)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pybullet as p
@@ -49,16 +50,17 @@ def run_simgen(out: Path, frames: int, objects: int, renderer: str) -> tuple[flo
     return frames / (time.perf_counter() - start), result.renderer
 
 
-def run_floor(dataset: Path, renderer: str) -> float:
-    """Replay exactly the simulator work simgen did: build, the same step count, the same render calls."""
+def replay_calls(dataset: Path, backend: Any) -> tuple[dict[int, tuple[dict, int]], list[tuple[int, dict]]]:
+    """From a dataset's manifest, the simulator work to replay on ``backend``.
+
+    Returns:
+        Each scene's backend state and settle step count, by its first frame; each frame's ``getCameraImage``
+        keyword arguments (the same camera, light and renderer), in frame order.
+    """
     _, loaded = dataset_spec(dataset)
     lines = [json.loads(line) for line in (dataset / "manifest.jsonl").read_text().splitlines()]
-    t_start = time.perf_counter()
-    backend = make_backend("pybullet", renderer=renderer)  # starting the simulator is its work too
-    t_backend = time.perf_counter() - t_start
     cid = backend.client_id
     pb_renderer = p.ER_BULLET_HARDWARE_OPENGL if backend.renderer == "egl" else p.ER_TINY_RENDERER
-    # Prepare everything outside the timed loop: only simulator calls are timed.
     scenes, views = {}, []
     for entry in lines:
         if "scene_patches" in entry:
@@ -79,6 +81,17 @@ def run_floor(dataset: Path, renderer: str) -> float:
             renderer=pb_renderer, flags=p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, physicsClientId=cid,
         )  # fmt: skip
         views.append((entry["frame"], args))
+    return scenes, views
+
+
+def run_floor(dataset: Path, renderer: str) -> float:
+    """Replay exactly the simulator work simgen did: build, the same step count, the same render calls."""
+    t_start = time.perf_counter()
+    backend = make_backend("pybullet", renderer=renderer)  # starting the simulator is its work too
+    t_backend = time.perf_counter() - t_start
+    cid = backend.client_id
+    # Prepare everything outside the timed loop: only simulator calls are timed.
+    scenes, views = replay_calls(dataset, backend)
     start = time.perf_counter()
     for frame, args in views:
         if frame in scenes:

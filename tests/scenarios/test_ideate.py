@@ -30,35 +30,7 @@ from simgen.testing.fake_anthropic import (
 
 KEY = "sk-ant-api03-IDEATE-TESTKEY-0123456789abcdef"
 
-TINY = """\
-version: 1
-name: tiny_table
-frames_per_scene: 2
-fixtures:
-  - {name: table, asset: "pybullet_data:table/table.urdf", position: [0.0, 0.0, 0.0]}
-objects:
-  - name: clutter
-    assets:
-      - {asset: "pybullet_data:cube_small.urdf", category: zero}
-      - {asset: "pybullet_data:duck_vhacd.urdf", category: one}
-      - {asset: "pybullet_data:objects/mug.urdf", category: two}
-    count: {kind: intrange, low: 4, high: 6}
-    tags: [clutter]
-    region: {center: [0.0, 0.0, 0.68], size: [0.4, 0.3, 0.0]}
-    drop_height: 0.05
-camera:
-  width: 64
-  height: 48
-  fov_deg: 55
-  look_at:
-    target: [0.0, 0.0, 0.63]
-    distance: {kind: uniform, low: 0.8, high: 1.0}
-    azimuth_deg: {kind: uniform, low: -180, high: 180}
-    elevation_deg: {kind: uniform, low: 40, high: 70}
-light: {intensity: 1.0, ambient: 0.5}
-physics: {max_steps: 120}
-labels: {min_visible_px: 1}
-"""
+TINY = (Path(__file__).parent / "data" / "tiny_table.yaml").read_text()
 
 BORDER = {
     "name": "cut-by-border",

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +27,7 @@ from simgen.spec import read_spec_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMGEN = Path(sys.executable).parent / "simgen"
-# The tiny base scene of test_ideate.py: a table and 4-6 objects of the classes zero, one and two.
-TINY = """\
-version: 1
-name: tiny_table
-frames_per_scene: 2
-fixtures:
-  - {name: table, asset: "pybullet_data:table/table.urdf", position: [0.0, 0.0, 0.0]}
-objects:
-  - name: clutter
-    assets:
-      - {asset: "pybullet_data:cube_small.urdf", category: zero}
-      - {asset: "pybullet_data:duck_vhacd.urdf", category: one}
-      - {asset: "pybullet_data:objects/mug.urdf", category: two}
-    count: {kind: intrange, low: 4, high: 6}
-    tags: [clutter]
-    region: {center: [0.0, 0.0, 0.68], size: [0.4, 0.3, 0.0]}
-    drop_height: 0.05
-camera:
-  width: 64
-  height: 48
-  fov_deg: 55
-  look_at:
-    target: [0.0, 0.0, 0.63]
-    distance: {kind: uniform, low: 0.8, high: 1.0}
-    azimuth_deg: {kind: uniform, low: -180, high: 180}
-    elevation_deg: {kind: uniform, low: 40, high: 70}
-light: {intensity: 1.0, ambient: 0.5}
-physics: {max_steps: 120}
-labels: {min_visible_px: 1}
-"""
+TINY = (Path(__file__).parent / "data" / "tiny_table.yaml").read_text()
 
 
 @pytest.fixture
@@ -136,25 +106,10 @@ def report_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
     real = helpers.write_dataset(
         root / "real", helpers.digit_scenes(photos[1], d.images[40:], d.target[40:], n_frames=8, seed=1)
     )
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    from simgen.testing.tiny_extractor import write_tiny_extractor
 
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
-            self.fc = torch.nn.Linear(8 * 4 * 4, 32)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = torch.relu(self.conv(x))
-            return torch.relu(self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)))
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = Tiny().eval()
-    extractor = root / "tiny.pt"
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is the format the wheel ships
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(net), str(extractor))
+    extractor = write_tiny_extractor(root / "tiny.pt", 32)
     report = validate_datasets(syn, real, extractor=str(extractor), utility="crops",
                                utility_options={"image_size": 64}, n_boot=5, seed=0)  # fmt: skip
     json_path, _ = write_report(report, root / "validation")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -34,24 +33,7 @@ def make_spec(domain):
 @pytest.fixture(scope="session")
 def tiny_extractor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny TorchScript feature net (random weights): fast features for tests that check plumbing, not quality."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    from simgen.testing.tiny_extractor import write_tiny_extractor
 
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
-            self.fc = torch.nn.Linear(8 * 4 * 4, 32)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = torch.relu(self.conv(x))
-            x = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-            return torch.relu(self.fc(x))
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        module = Tiny().eval()
-    path = tmp_path_factory.mktemp("extractor") / "tiny.pt"
-    with warnings.catch_warnings():  # TorchScript is deprecated upstream; the validators load it all the same
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(torch.jit.script(module), str(path))
-    return path
+    return write_tiny_extractor(tmp_path_factory.mktemp("extractor") / "tiny.pt", 32)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -147,27 +146,7 @@ def make_dataset(
 @pytest.fixture
 def tiny_torchscript(tmp_path: Path) -> Callable[[Path, int], Path]:
     """``tiny_torchscript(path, dim=2048)``: save a tiny scripted net mapping (N, 3, S, S) to (N, dim)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    from simgen.testing.tiny_extractor import write_tiny_extractor
 
-    class Tiny(torch.nn.Module):
-        def __init__(self, dim: int) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
-            self.fc = torch.nn.Linear(8 * 4 * 4, dim)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = torch.relu(self.conv(x))
-            x = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
-            return torch.relu(self.fc(x))
-
-    def make(path: Path, dim: int = 2048) -> Path:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            module = Tiny(dim).eval()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # TorchScript is deprecated upstream, but it is the format the wheel ships
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.script(module), str(path))
-        return path
-
-    return make
+    return write_tiny_extractor
